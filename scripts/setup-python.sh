@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Creates .venv with the pinned dependencies; a no-op when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STOWAGE_CACHE=${STOWAGE_CACHE:-/var/cache/stowage}
+export PIP_CACHE_DIR="$STOWAGE_CACHE/pip" PIP_DISABLE_PIP_VERSION_CHECK=1
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null || python=python3
+
+stamp=$(cat requirements/*.txt pyproject.toml | sha256sum | cut -c1-16)
+if [ -f .venv/.stamp ] && [ "$(cat .venv/.stamp)" = "$stamp" ]; then
+  exit 0
+fi
+rm -rf .venv
+"$python" -m venv .venv
+.venv/bin/pip install -q -r requirements/dev.txt
+.venv/bin/pip install -q --no-deps --no-build-isolation -e .
+echo "$stamp" > .venv/.stamp
