@@ -1,3 +1,3 @@
 """Repository-wide pytest configuration: the e2e fixtures serve every tier."""
 
-pytest_plugins = ["stowage_e2e.fixtures"]
+pytest_plugins = ["stowage_e2e.fixtures", "stowage_e2e.install"]

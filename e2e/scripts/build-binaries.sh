@@ -48,4 +48,14 @@ else
   echo "$HELM_VERSION" > "$BIN_DIR/.helm.stamp"
 fi
 
+# CoreDNS, for cluster DNS (its own module; no replace directives).
+if stamp_ok coredns "$COREDNS_VERSION"; then
+  log "coredns $COREDNS_VERSION is cached"
+else
+  log "building coredns $COREDNS_VERSION"
+  GOBIN="$BIN_DIR" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
+    "github.com/coredns/coredns@$COREDNS_VERSION"
+  echo "$COREDNS_VERSION" > "$BIN_DIR/.coredns.stamp"
+fi
+
 log "binaries ready in $BIN_DIR ($(( $(date +%s) - start )) s)"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared settings for the e2e scripts; source it, do not run it.
 # Every slow artefact (Go modules, Go build cache, binaries, images) lives
 # under one stable cache folder so that a second run on the same machine
@@ -33,4 +34,30 @@ apt_install() {
     _STOWAGE_APT_UPDATED=1
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# The local cluster: all of its state under one folder, all of its names here.
+STATE_DIR=${STOWAGE_STATE_DIR:-/var/lib/stowage-e2e}
+CONTAINERD_SOCK="$STATE_DIR/run/containerd/containerd.sock"
+NODE_NAME=stowage-node
+# The node's address is the gateway of the test-host bridge: traffic to the
+# node stays on this machine, and pods reach test hosts through it.
+HOSTS_BRIDGE=stowage-hosts
+HOSTS_CIDR=172.30.0.0/24
+NODE_IP=172.30.0.1
+POD_CIDR=10.244.0.0/24
+POD_BRIDGE=stowage-cni0
+SERVICE_CIDR=10.96.0.0/16
+SERVICE_IP=10.96.0.1
+DNS_SERVICE_IP=10.96.0.10
+SHARED_HOST_DIR=/var/lib/stowage
+
+# Images are built with buildah in a store of their own under the cache, so
+# that layers survive `cluster.sh down`.
+IMAGE_STORE="$STOWAGE_CACHE/containers"
+BASE_IMAGE=localhost/stowage/debian:bookworm
+PAUSE_IMAGE=registry.k8s.io/pause:3.6
+
+buildah_() {
+  buildah --root "$IMAGE_STORE/storage" --runroot /run/stowage-buildah --storage-driver overlay "$@"
 }

@@ -1,0 +1,143 @@
+"""The pytest plugin of the e2e tier (registered by the repository's conftest.py).
+
+Fixtures:
+    cluster        (session) the cluster, brought up once (reused when already up) and
+                   removed at the end when this session brought it up, unless
+                   STOWAGE_KEEP_CLUSTER=1 or --keep-cluster
+    kubeconfig     (session) Path of its admin kubeconfig
+    kube           (session) a `Kube` (kubectl helpers) on it
+    namespace      (test)    a fresh namespace, deleted after the test
+    test_hosts     (test)    a factory of network-namespace test hosts, removed after the test
+    image_builder  (session) builds Dockerfiles and imports the images into the cluster
+
+Tests marked `@pytest.mark.cluster_lifecycle` (they take the cluster down and up again)
+run after every other test of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from stowage_e2e import cluster as cluster_module
+from stowage_e2e import hosts as hosts_module
+from stowage_e2e.images import ImageBuilder
+from stowage_e2e.kube import Kube
+
+LIFECYCLE_MARKER = "cluster_lifecycle"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--keep-cluster",
+        action="store_true",
+        default=False,
+        help="leave the e2e cluster running after the session (also STOWAGE_KEEP_CLUSTER=1)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{LIFECYCLE_MARKER}: takes the e2e cluster down and up again; runs after all other tests",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Lifecycle tests last (stable order otherwise)."""
+    items.sort(key=lambda item: item.get_closest_marker(LIFECYCLE_MARKER) is not None)
+
+
+def keep_cluster(config: pytest.Config) -> bool:
+    return bool(config.getoption("--keep-cluster")) or os.environ.get("STOWAGE_KEEP_CLUSTER") == "1"
+
+
+@dataclass
+class ClusterHandle:
+    """The session's cluster."""
+
+    kubeconfig: Path
+    provider: str
+    brought_up_here: bool
+
+    def kube(self) -> Kube:
+        return Kube(self.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest) -> Iterator[ClusterHandle]:
+    provider = cluster_module.provider()
+    was_up = cluster_module.is_up()
+    handle = ClusterHandle(cluster_module.up(), provider, brought_up_here=not was_up)
+    yield handle
+    if handle.brought_up_here and provider != "existing" and not keep_cluster(request.config):
+        cluster_module.down()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(cluster: ClusterHandle) -> Path:
+    return cluster.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: ClusterHandle) -> Kube:
+    return cluster.kube()
+
+
+def _namespace_name(test_name: str) -> str:
+    slug = re.sub(r"[^a-z0-9-]+", "-", test_name.lower()).strip("-")[:40].strip("-")
+    return f"e2e-{slug}-{uuid.uuid4().hex[:5]}"
+
+
+@pytest.fixture
+def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = _namespace_name(request.node.name)
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    # Pods need the namespace's default ServiceAccount, which a controller creates.
+    kube.wait_for("serviceaccount", "default", name, lambda _: True, timeout=60)
+    yield name
+    kube.delete("namespace", name, wait=False)
+
+
+@dataclass
+class TestHostFactory:
+    """Creates test hosts for one test and removes them afterwards."""
+
+    created: list[hosts_module.TestHost] = field(default_factory=list)
+
+    __test__ = False  # not a pytest test class
+
+    def create(self, count: int = 1) -> list[hosts_module.TestHost]:
+        new = hosts_module.create_hosts(count)
+        self.created.extend(new)
+        return new
+
+    def one(self) -> hosts_module.TestHost:
+        return self.create(1)[0]
+
+    def cleanup(self) -> None:
+        for host in self.created:
+            hosts_module.remove_host(host)
+        self.created.clear()
+
+
+@pytest.fixture
+def test_hosts(cluster: ClusterHandle) -> Iterator[TestHostFactory]:
+    if cluster.provider != "local":
+        pytest.skip("test hosts live on this machine: local provider only")
+    factory = TestHostFactory()
+    yield factory
+    factory.cleanup()
+
+
+@pytest.fixture(scope="session")
+def image_builder(cluster: ClusterHandle) -> ImageBuilder:
+    builder = ImageBuilder()
+    builder.ensure_base()
+    return builder

@@ -1,0 +1,102 @@
+"""Building stowage's two images from the Dockerfile and importing them into the cluster.
+
+The Dockerfile installs its Python dependencies offline from build/wheels/, so this module
+first fills that folder from PyPI on the host (pip's cache makes a warm run a no-op), then
+hands the two targets to the cluster's image builder (stowage_e2e.images), which builds with
+a layer cache and imports the result into the cluster's containerd.
+
+    python -m stowage_e2e.images_stowage      # build both, import, print the timings
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Protocol
+
+from stowage_e2e.install import REPO_DIR, Images
+
+WHEELS_DIR = REPO_DIR / "build" / "wheels"
+# The images run Debian bookworm's CPython.
+IMAGE_PYTHON = "3.11"
+MANYLINUX_TAGS = (
+    "manylinux_2_28",
+    "manylinux_2_17",
+    "manylinux2014",
+    "manylinux_2_5",
+    "manylinux1",
+)
+
+
+def default_images() -> Images:
+    return Images(
+        operator=os.environ.get("STOWAGE_OPERATOR_IMAGE", "localhost/stowage/operator:dev"),
+        helper=os.environ.get("STOWAGE_HELPER_IMAGE", "localhost/stowage/helper:dev"),
+    )
+
+
+class ImageBuilder(Protocol):
+    """What this module needs of stowage_e2e.images: build a Dockerfile target and import it."""
+
+    def build(self, context: Path, *, tag: str, target: str) -> None: ...
+
+
+def build_requirements() -> list[str]:
+    pyproject = tomllib.loads((REPO_DIR / "pyproject.toml").read_text())
+    requires: list[str] = pyproject["build-system"]["requires"]
+    return requires
+
+
+def download_wheels(destination: Path = WHEELS_DIR) -> None:
+    """The runtime dependencies and the build backend as wheels for the image's Python."""
+    destination.mkdir(parents=True, exist_ok=True)
+    machine = os.uname().machine
+    platforms = [arg for tag in MANYLINUX_TAGS for arg in ("--platform", f"{tag}_{machine}")]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--only-binary=:all:",
+            "--python-version",
+            IMAGE_PYTHON,
+            "--implementation",
+            "cp",
+            *platforms,
+            "--platform",
+            "any",
+            "--dest",
+            str(destination),
+            "--requirement",
+            str(REPO_DIR / "requirements" / "runtime.txt"),
+            *build_requirements(),
+        ],
+        check=True,
+    )
+
+
+def build_stowage_images(builder: ImageBuilder, images: Images | None = None) -> Images:
+    """Both images built from this tree and present in the cluster's containerd."""
+    images = images or default_images()
+    download_wheels()
+    builder.build(REPO_DIR, tag=images.operator, target="operator")
+    builder.build(REPO_DIR, tag=images.helper, target="helper")
+    return images
+
+
+def main() -> None:
+    from stowage_e2e.images import ImageBuilder as ClusterImageBuilder
+
+    started = time.monotonic()
+    images = build_stowage_images(ClusterImageBuilder())
+    print(f"{images.operator} and {images.helper} in {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Installing stowage into a cluster with its Helm chart.
+
+The chart helpers (`render`, `lint`) serve the unit tests of the chart; `Helm` and
+`install` serve the e2e tests; the session fixture `stowage_installed` gives every
+e2e test an operator running in the cluster from the images built of this tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+CHART_DIR = REPO_DIR / "charts" / "stowage"
+CRDS_DIR = REPO_DIR / "crds"
+# helm built from source has no Kubernetes version of its own to render for.
+KUBE_VERSION = "1.34.4"
+NAMESPACE = "stowage-system"
+RELEASE = "stowage"
+OPERATOR_DEPLOYMENT = "stowage-operator"
+INSTALL_TIMEOUT = "5m"
+
+Values = Mapping[str, Any]
+Manifest = dict[str, Any]
+
+
+def helm_binary() -> Path:
+    explicit = os.environ.get("STOWAGE_HELM")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("STOWAGE_CACHE", "/var/cache/stowage")) / "bin" / "helm"
+
+
+@dataclass(frozen=True)
+class Helm:
+    """helm, pointed at one cluster (or at none, for rendering and linting)."""
+
+    kubeconfig: Path | None = None
+
+    def run(
+        self, *args: str, values: Values | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        binary = helm_binary()
+        if not binary.exists():
+            raise FileNotFoundError(
+                f"{binary} is missing: run `bash e2e/scripts/build-binaries.sh`"
+            )
+        env = dict(os.environ)
+        if self.kubeconfig is not None:
+            env["KUBECONFIG"] = str(self.kubeconfig)
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as values_file:
+            json.dump(dict(values or {}), values_file)
+            values_file.flush()
+            command = [str(binary), *args, "--values", values_file.name]
+            result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+            )
+        return result
+
+
+def render_text(values: Values | None = None, namespace: str = NAMESPACE) -> str:
+    return (
+        Helm()
+        .run(
+            "template",
+            RELEASE,
+            str(CHART_DIR),
+            "--namespace",
+            namespace,
+            "--kube-version",
+            KUBE_VERSION,
+            values=values,
+        )
+        .stdout
+    )
+
+
+def render(values: Values | None = None, namespace: str = NAMESPACE) -> list[Manifest]:
+    """The chart's manifests for these values, as `helm template` renders them."""
+    return [doc for doc in yaml.safe_load_all(render_text(values, namespace)) if doc]
+
+
+def lint(values: Values | None = None) -> subprocess.CompletedProcess[str]:
+    return Helm().run(
+        "lint",
+        "--strict",
+        str(CHART_DIR),
+        "--kube-version",
+        KUBE_VERSION,
+        values=values,
+        check=False,
+    )
+
+
+def of_kind(manifests: Sequence[Manifest], kind: str) -> list[Manifest]:
+    return [manifest for manifest in manifests if manifest["kind"] == kind]
+
+
+def generated_crds() -> list[Manifest]:
+    """The CRDs of crds/, the files the chart must install unchanged."""
+    return [
+        doc
+        for path in sorted(CRDS_DIR.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+
+
+@dataclass(frozen=True)
+class Images:
+    operator: str
+    helper: str
+
+    def values(self) -> dict[str, Any]:
+        """Chart values that run these images as imported, never pulled."""
+
+        def image(reference: str) -> dict[str, str]:
+            repository, _, tag = reference.rpartition(":")
+            return {"repository": repository, "tag": tag}
+
+        return {
+            "image": {
+                "operator": image(self.operator),
+                "helper": image(self.helper),
+                "pullPolicy": "Never",
+            }
+        }
+
+
+def install(helm: Helm, images: Images, values: Values | None = None) -> None:
+    """`helm upgrade --install` the chart and wait until the operator is Ready."""
+    helm.run(
+        "upgrade",
+        "--install",
+        RELEASE,
+        str(CHART_DIR),
+        "--namespace",
+        NAMESPACE,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        INSTALL_TIMEOUT,
+        values=merge(images.values(), values or {}),
+    )
+
+
+def merge(base: Values, override: Values) -> dict[str, Any]:
+    """Deep merge of chart values, as helm merges several --values files."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@pytest.fixture(scope="session")
+def stowage_images(image_builder: Any) -> Images:
+    """The operator and helper images of this tree, built and in the cluster's containerd."""
+    from stowage_e2e.images_stowage import build_stowage_images
+
+    return build_stowage_images(image_builder)
+
+
+@pytest.fixture(scope="session")
+def stowage_installed(kubeconfig: Path, stowage_images: Images) -> Iterator[Images]:
+    """stowage installed by its chart in `stowage-system`, operator Ready; kept for the session."""
+    install(Helm(Path(kubeconfig)), stowage_images)
+    yield stowage_images

@@ -1,0 +1,323 @@
+"""The driver protocol and the facts that flow through it: plain data, no I/O.
+
+A driver answers questions about one storage type: is this spec usable, which Secrets does it
+need, what StorageClass offers it, which concrete volume serves a claim, and what the
+mount helper has to do on a node. Reading Secrets, nodes and volumes is the reconcilers' job;
+they hand the facts in as the types below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
+
+from stowage.api.backend import OnDelete, StorageBackendSpec, StorageType
+from stowage.api.common import SecretReference, parse_quantity
+
+PROVISIONER = "stowage.io/provisioner"
+BACKEND_PARAMETER = "stowage.io/backend"
+BACKEND_LABEL = "stowage.io/backend"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "stowage"
+PROVISIONED_BY_ANNOTATION = "pv.kubernetes.io/provisioned-by"
+SELECTED_NODE_ANNOTATION = "volume.kubernetes.io/selected-node"
+
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+MOUNT_LABEL_PREFIX = "mount.stowage.io/"
+MOUNT_READY = "ready"
+# Free bytes of a backend on a node, published by the mount helper (as TopoLVM does).
+CAPACITY_ANNOTATION_PREFIX = "capacity.stowage.io/"
+
+STOWAGE_ROOT = "/var/lib/stowage"
+
+
+def mount_label(backend_name: str) -> str:
+    """The node label the mount helper sets to `ready` where the backend is usable."""
+    return MOUNT_LABEL_PREFIX + backend_name
+
+
+def capacity_annotation(backend_name: str) -> str:
+    return CAPACITY_ANNOTATION_PREFIX + backend_name
+
+
+class VolumeKind(StrEnum):
+    FILE = "file"
+    BLOCK = "block"
+
+
+class AccessMode(StrEnum):
+    READ_WRITE_ONCE = "ReadWriteOnce"
+    READ_ONLY_MANY = "ReadOnlyMany"
+    READ_WRITE_MANY = "ReadWriteMany"
+    READ_WRITE_ONCE_POD = "ReadWriteOncePod"
+
+
+class VolumeMode(StrEnum):
+    FILESYSTEM = "Filesystem"
+    BLOCK = "Block"
+
+
+class Unprovisionable(Exception):  # noqa: N818 - reads as a verdict: "raise Unprovisionable(why)"
+    """The backend cannot serve this claim; the message tells the claim's owner why."""
+
+
+@dataclass(frozen=True)
+class BackendRef:
+    """A StorageBackend as drivers see it: its name and its validated spec."""
+
+    name: str
+    spec: StorageBackendSpec
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """The facts of a PersistentVolumeClaim that provisioning depends on."""
+
+    namespace: str
+    name: str
+    uid: str
+    requested_bytes: int
+    access_modes: tuple[str, ...] = (AccessMode.READ_WRITE_ONCE,)
+    volume_mode: str = VolumeMode.FILESYSTEM
+    selected_node: str | None = None  # set by the scheduler for WaitForFirstConsumer
+    storage_class: str = ""
+
+
+@dataclass(frozen=True)
+class CandidateNode:
+    """A node a node-local volume could be placed on."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    schedulable: bool = True
+
+    @classmethod
+    def from_manifest(cls, node: Mapping[str, Any]) -> CandidateNode:
+        metadata = node.get("metadata") or {}
+        return cls(
+            name=metadata["name"],
+            labels=dict(metadata.get("labels") or {}),
+            annotations=dict(metadata.get("annotations") or {}),
+            schedulable=not (node.get("spec") or {}).get("unschedulable", False),
+        )
+
+    def free_bytes(self, backend_name: str) -> int | None:
+        """Free capacity of the backend on this node as the helper last reported it."""
+        reported = self.annotations.get(capacity_annotation(backend_name))
+        if reported is None:
+            return None
+        try:
+            return parse_quantity(reported)
+        except ValueError:
+            return None
+
+
+# PV annotations that record where a volume's data lives, for release and for the helpers.
+PATH_ANNOTATION = "stowage.io/path"
+SERVER_ANNOTATION = "stowage.io/server"
+NODE_ANNOTATION = "stowage.io/node"
+LUN_ANNOTATION = "stowage.io/lun"
+BLOCK_VOLUME_ANNOTATION = "stowage.io/block-volume"
+READ_ONLY_ANNOTATION = "stowage.io/read-only"
+
+
+@dataclass(frozen=True)
+class DataLocation:
+    """Where a volume's data lives. Written to the PV as annotations, read back on release.
+
+    `path` is the directory as its user reaches it: on the server for NFS, on the node for
+    local volumes. `block_volume` names a per-claim RBD image or LVM logical volume.
+    """
+
+    path: str | None = None
+    server: str | None = None
+    node: str | None = None
+    lun: int | None = None
+    block_volume: str | None = None
+    read_only: bool = False
+
+    def annotations(self) -> dict[str, str]:
+        recorded = {
+            PATH_ANNOTATION: self.path,
+            SERVER_ANNOTATION: self.server,
+            NODE_ANNOTATION: self.node,
+            LUN_ANNOTATION: None if self.lun is None else str(self.lun),
+            BLOCK_VOLUME_ANNOTATION: self.block_volume,
+            READ_ONLY_ANNOTATION: "true" if self.read_only else None,
+        }
+        return {key: value for key, value in recorded.items() if value is not None}
+
+    @classmethod
+    def from_annotations(cls, annotations: Mapping[str, str]) -> DataLocation:
+        lun = annotations.get(LUN_ANNOTATION)
+        return cls(
+            path=annotations.get(PATH_ANNOTATION),
+            server=annotations.get(SERVER_ANNOTATION),
+            node=annotations.get(NODE_ANNOTATION),
+            lun=int(lun) if lun is not None and lun.isdigit() else None,
+            block_volume=annotations.get(BLOCK_VOLUME_ANNOTATION),
+            read_only=annotations.get(READ_ONLY_ANNOTATION) == "true",
+        )
+
+
+@dataclass(frozen=True)
+class ProvisionedVolume:
+    """A PersistentVolume that already exists for the backend."""
+
+    name: str
+    capacity_bytes: int
+    location: DataLocation
+    claim_namespace: str | None = None
+    claim_name: str | None = None
+    claim_uid: str | None = None
+
+    @classmethod
+    def from_manifest(cls, volume: Mapping[str, Any]) -> ProvisionedVolume:
+        metadata = volume.get("metadata") or {}
+        spec = volume.get("spec") or {}
+        claim = spec.get("claimRef") or {}
+        capacity = (spec.get("capacity") or {}).get("storage", "0")
+        return cls(
+            name=metadata["name"],
+            capacity_bytes=parse_quantity(capacity),
+            location=DataLocation.from_annotations(metadata.get("annotations") or {}),
+            claim_namespace=claim.get("namespace"),
+            claim_name=claim.get("name"),
+            claim_uid=claim.get("uid"),
+        )
+
+
+@dataclass(frozen=True)
+class ProvisionContext:
+    """What exists around a claim: the backend's volumes and the cluster's nodes."""
+
+    volumes: tuple[ProvisionedVolume, ...] = ()
+    nodes: tuple[CandidateNode, ...] = ()
+
+    @classmethod
+    def from_manifests(
+        cls, volumes: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, Any]]
+    ) -> ProvisionContext:
+        return cls(
+            volumes=tuple(ProvisionedVolume.from_manifest(volume) for volume in volumes),
+            nodes=tuple(CandidateNode.from_manifest(node) for node in nodes),
+        )
+
+
+@dataclass(frozen=True)
+class NodeRequirement:
+    """The node label `key` must have one of `values` (a nodeSelector `In` expression)."""
+
+    key: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VolumePlan:
+    """The concrete volume chosen for a claim."""
+
+    capacity_bytes: int
+    access_modes: tuple[str, ...]
+    volume_mode: str
+    location: DataLocation
+    node_requirements: tuple[NodeRequirement, ...] = ()  # all must hold
+    mount_options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StaticVolume:
+    """A volume that exists outside Kubernetes (a cloud disk), offered as a static PV."""
+
+    name: str
+    capacity_bytes: int
+    source: dict[str, Any]
+    node_requirements: tuple[NodeRequirement, ...] = ()
+    mount_options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with a spec that the schema cannot express; `field` is its path."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+@dataclass(frozen=True)
+class SecretRequirement:
+    """A Secret the backend needs and the keys it must hold (values never leave the cluster)."""
+
+    secret: SecretReference
+    keys: tuple[str, ...]
+    optional_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StorageClassParams:
+    """What the driver contributes to the backend's StorageClass."""
+
+    provisioner: str
+    parameters: dict[str, str]
+    mount_options: tuple[str, ...] = ()
+    # One topology term: the scheduler only picks nodes whose labels satisfy every requirement.
+    allowed_topology: tuple[NodeRequirement, ...] = ()
+
+
+@dataclass(frozen=True)
+class HostMount:
+    """How the mount helper mounts the backend on a node (sources in failover order)."""
+
+    fs_type: str
+    sources: tuple[str, ...]
+    options: tuple[str, ...]
+    mount_point: str
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    """What happens to a released volume's data; the helpers (or nobody) carry it out."""
+
+    action: OnDelete
+    location: DataLocation
+    archive_name: str | None = None  # the new name of the claim directory for Archive
+
+
+class Driver(Protocol):
+    storage_type: ClassVar[StorageType]
+    volume_kind: ClassVar[VolumeKind]
+    needs_host_mount: ClassVar[bool]  # a mount-helper DaemonSet is required
+
+    def validate(self, backend: BackendRef) -> list[Problem]:
+        """Problems beyond the schema (pure: no Secrets or nodes are read)."""
+        ...
+
+    def secret_requirements(self, backend: BackendRef) -> list[SecretRequirement]: ...
+
+    def storage_class(self, backend: BackendRef) -> StorageClassParams: ...
+
+    def csi_driver_name(self, backend: BackendRef) -> str | None:
+        """The CSI driver that provisions and mounts for the backend (cloud types only)."""
+        ...
+
+    def plan(self, backend: BackendRef, claim: ClaimRequest, ctx: ProvisionContext) -> VolumePlan:
+        """The volume for the claim; raises Unprovisionable when the type cannot serve it."""
+        ...
+
+    def persistent_volume_source(self, backend: BackendRef, plan: VolumePlan) -> dict[str, Any]:
+        """The volume-source part of the PV spec, e.g. `{"nfs": {...}}`."""
+        ...
+
+    def static_volumes(self, backend: BackendRef) -> list[StaticVolume]: ...
+
+    def host_mount(self, backend: BackendRef, node: str) -> HostMount | None:
+        """The backend-wide mount on `node`, if the type has one."""
+        ...
+
+    def release(self, backend: BackendRef, volume: ProvisionedVolume) -> ReleasePlan: ...

@@ -1,0 +1,31 @@
+"""cephfs: a CephFS filesystem mounted on every node; a directory per claim (with a quota)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from stowage.api.backend import CephfsSpec, StorageType
+from stowage.drivers.base import BackendRef, Problem, SecretRequirement
+from stowage.drivers.ceph import ceph_problems, ceph_user
+from stowage.drivers.local import SharedMountDriver
+
+
+class CephfsDriver(SharedMountDriver[CephfsSpec]):
+    storage_type: ClassVar[StorageType] = StorageType.CEPHFS
+    spec_model = CephfsSpec
+    fs_type: ClassVar[str] = "ceph"
+
+    def validate_type(self, backend: BackendRef) -> list[Problem]:
+        return ceph_problems("cephfs", self.type_spec(backend).monitors, backend)
+
+    def secret_requirements(self, backend: BackendRef) -> list[SecretRequirement]:
+        return ceph_user(self.type_spec(backend).user_secret_ref)
+
+    def mount_sources(self, backend: BackendRef) -> dict[str, str]:
+        # One source: the Ceph client fails over between the monitors itself.
+        spec = self.type_spec(backend)
+        monitors = ",".join(spec.monitors)
+        return {monitors: f"{monitors}:{spec.path}"}
+
+    def type_mount_options(self, backend: BackendRef) -> tuple[str, ...]:
+        return (f"mds_namespace={self.type_spec(backend).fs_name}",)

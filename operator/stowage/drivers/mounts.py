@@ -1,0 +1,36 @@
+"""Host paths and mounts the mount helper makes, as data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from stowage.drivers.base import STOWAGE_ROOT, BackendRef, HostMount
+from stowage.drivers.naming import path_under
+from stowage.drivers.placement import rendezvous_order
+
+
+def backend_mount_point(backend: BackendRef) -> str:
+    """Where the helper mounts the whole backend on a node."""
+    return path_under(STOWAGE_ROOT, "mounts", backend.name)
+
+
+def claim_volume_path(backend: BackendRef, directory: str) -> str:
+    """Where the helper mounts a per-claim volume (LV, RBD image, checkout) on its node."""
+    return path_under(STOWAGE_ROOT, "volumes", backend.name, directory)
+
+
+def failover_mount(
+    backend: BackendRef,
+    node: str,
+    fs_type: str,
+    source_by_host: Mapping[str, str],
+    options: Sequence[str],
+) -> HostMount:
+    """The backend mount on `node`; its sources in rendezvous order of their hosts for the
+    node name, the order in which the helper tries them."""
+    return HostMount(
+        fs_type=fs_type,
+        sources=tuple(source_by_host[host] for host in rendezvous_order(node, source_by_host)),
+        options=(*options, *backend.spec.mount.options),
+        mount_point=backend_mount_point(backend),
+    )

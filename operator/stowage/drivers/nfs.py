@@ -1,0 +1,88 @@
+"""nfs: an NFS export; each claim gets a subdirectory, mounted by the kubelet (in-tree `nfs`).
+
+The claim's server is chosen by rendezvous hash of its UID, so claims spread over the servers.
+The helper mounts the export on its nodes only to create and remove claim directories.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from stowage.api.backend import NfsSpec, StorageType
+from stowage.drivers.base import (
+    AccessMode,
+    BackendRef,
+    ClaimRequest,
+    DataLocation,
+    HostMount,
+    Problem,
+    ProvisionContext,
+    Unprovisionable,
+    VolumeKind,
+    VolumePlan,
+)
+from stowage.drivers.common import BaseDriver, forbidden_option_problems
+from stowage.drivers.mounts import failover_mount
+from stowage.drivers.naming import claim_directory, path_under
+from stowage.drivers.placement import rendezvous_choice
+
+VERSION_OPTIONS = ("vers", "nfsvers")
+
+
+def server_and_path(server: str, path: str) -> str:
+    """`host:/path`, with IPv6 addresses in brackets."""
+    host = f"[{server}]" if ":" in server else server
+    return f"{host}:{path}"
+
+
+class NfsDriver(BaseDriver[NfsSpec]):
+    storage_type: ClassVar[StorageType] = StorageType.NFS
+    volume_kind: ClassVar[VolumeKind] = VolumeKind.FILE
+    spec_model = NfsSpec
+    kubelet_mounts: ClassVar[bool] = True
+
+    def validate_type(self, backend: BackendRef) -> list[Problem]:
+        return forbidden_option_problems(backend, VERSION_OPTIONS, "set nfs.version instead")
+
+    def protocol_mount_options(self, backend: BackendRef) -> tuple[str, ...]:
+        return (f"nfsvers={self.type_spec(backend).version.value}",)
+
+    def plan_checked(
+        self, backend: BackendRef, claim: ClaimRequest, ctx: ProvisionContext
+    ) -> VolumePlan:
+        spec = self.type_spec(backend)
+        writers = [mode for mode in claim.access_modes if mode != AccessMode.READ_ONLY_MANY]
+        if spec.read_only and writers:
+            raise Unprovisionable(
+                f"nfs backend {backend.name} is read-only and cannot serve "
+                f"{', '.join(writers)}: request ReadOnlyMany"
+            )
+        directory = claim_directory(claim.namespace, claim.name, claim.uid)
+        return VolumePlan(
+            capacity_bytes=claim.requested_bytes,
+            access_modes=claim.access_modes,
+            volume_mode=claim.volume_mode,
+            location=DataLocation(
+                path=path_under(spec.path, backend.spec.provisioning.base_path, directory),
+                server=rendezvous_choice(claim.uid, spec.servers),
+                read_only=spec.read_only,
+            ),
+            node_requirements=self.allowed_topology(backend),
+            mount_options=self.mount_options(backend),
+        )
+
+    def persistent_volume_source(self, backend: BackendRef, plan: VolumePlan) -> dict[str, Any]:
+        source: dict[str, Any] = {"server": plan.location.server, "path": plan.location.path}
+        if plan.location.read_only:
+            source["readOnly"] = True
+        return {"nfs": source}
+
+    def host_mount(self, backend: BackendRef, node: str) -> HostMount:
+        spec = self.type_spec(backend)
+        return failover_mount(
+            backend,
+            node,
+            "nfs",
+            {server: server_and_path(server, spec.path) for server in spec.servers},
+            self.protocol_mount_options(backend),
+        )

@@ -1,0 +1,1 @@
+"""kopf handlers: read desired state, call drivers and builders, write through stowage.kube."""

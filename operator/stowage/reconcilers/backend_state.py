@@ -1,0 +1,229 @@
+"""Pure decisions of the StorageBackend reconciler: what the conditions say, what status to write,
+whether the StorageClass has drifted. No I/O here: the handlers gather the facts and act.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from stowage.api.backend import StorageBackend, StorageType
+from stowage.api.common import API_VERSION, Condition
+from stowage.kube import Json
+from stowage.status import DEGRADED, READY, desired, merge, transitions
+
+APPLIED_HASH_ANNOTATION = "stowage.io/applied-hash"
+# A StorageClass can change none of these once created: a change means delete and recreate.
+IMMUTABLE_STORAGE_CLASS_FIELDS = (
+    "provisioner",
+    "parameters",
+    "reclaimPolicy",
+    "volumeBindingMode",
+    "mountOptions",
+    "allowedTopologies",
+)
+
+
+class Reason:
+    AVAILABLE = "Available"
+    INVALID_SPEC = "InvalidSpec"
+    SECRET_MISSING = "SecretMissing"
+    SECRET_KEY_MISSING = "SecretKeyMissing"
+    CSI_DRIVER_MISSING = "CSIDriverMissing"
+    STORAGE_CLASS_CONFLICT = "StorageClassConflict"
+    STORAGE_CLASS_FAILED = "StorageClassFailed"
+    DELETION_WAITING = "DeletionWaitingForVolumes"
+    AS_EXPECTED = "AsExpected"
+    STATIC_VOLUMES_FAILED = "StaticVolumesFailed"
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Where and what, without echoing input values."""
+    parts = []
+    for problem in error.errors(include_input=False, include_url=False):
+        location = ".".join(str(part) for part in problem["loc"]) or "spec"
+        parts.append(f"{location}: {problem['msg']}")
+    return "; ".join(parts)
+
+
+def parse_backend(body: Mapping[str, Any]) -> StorageBackend | str:
+    """The backend model, or a message saying why the spec is not acceptable."""
+    try:
+        return StorageBackend.model_validate({"spec": body.get("spec") or {}})
+    except ValidationError as error:
+        return describe_validation_error(error)
+
+
+@dataclass(frozen=True)
+class SecretFinding:
+    namespace: str
+    name: str
+    keys_needed: tuple[str, ...]
+    keys_present: frozenset[str] | None  # None: the Secret does not exist
+
+    @property
+    def missing_keys(self) -> tuple[str, ...]:
+        present = self.keys_present or frozenset()
+        return tuple(key for key in self.keys_needed if key not in present)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the handler found out about one backend."""
+
+    spec_problems: tuple[str, ...] = ()
+    secrets: tuple[SecretFinding, ...] = ()
+    csi_driver: str | None = None
+    csi_driver_installed: bool = True
+    storage_class_name: str = ""
+    storage_class_error: str | None = None
+    storage_class_foreign: bool = False
+    static_volume_errors: tuple[str, ...] = field(default_factory=tuple)
+
+
+def ready_condition(facts: Facts, storage_type: StorageType | None) -> Condition:
+    if facts.spec_problems:
+        return desired(READY, False, Reason.INVALID_SPEC, "; ".join(facts.spec_problems))
+    for secret in facts.secrets:
+        where = f"{secret.namespace}/{secret.name}"
+        if secret.keys_present is None:
+            return desired(READY, False, Reason.SECRET_MISSING, f"Secret {where} does not exist")
+        if secret.missing_keys:
+            return desired(
+                READY,
+                False,
+                Reason.SECRET_KEY_MISSING,
+                f"Secret {where} has no key {', '.join(secret.missing_keys)}",
+            )
+    if facts.storage_class_foreign:
+        return desired(
+            READY,
+            False,
+            Reason.STORAGE_CLASS_CONFLICT,
+            f"StorageClass {facts.storage_class_name} exists and does not belong to this "
+            "backend; choose another spec.storageClass.name",
+        )
+    if facts.storage_class_error:
+        return desired(READY, False, Reason.STORAGE_CLASS_FAILED, facts.storage_class_error)
+    if facts.csi_driver and not facts.csi_driver_installed:
+        return desired(
+            READY,
+            False,
+            Reason.CSI_DRIVER_MISSING,
+            f"CSIDriver {facts.csi_driver} is not installed; StorageClass "
+            f"{facts.storage_class_name} delegates to it",
+        )
+    kind = storage_type.value if storage_type else "storage"
+    return desired(
+        READY,
+        True,
+        Reason.AVAILABLE,
+        f"StorageClass {facts.storage_class_name} offers {kind} volumes",
+    )
+
+
+def degraded_condition(facts: Facts) -> Condition:
+    if facts.static_volume_errors:
+        return desired(
+            DEGRADED, True, Reason.STATIC_VOLUMES_FAILED, "; ".join(facts.static_volume_errors)
+        )
+    return desired(DEGRADED, False, Reason.AS_EXPECTED, "")
+
+
+def waiting_for_volumes(volume_names: Sequence[str]) -> Condition:
+    shown = ", ".join(sorted(volume_names)[:10])
+    more = f" and {len(volume_names) - 10} more" if len(volume_names) > 10 else ""
+    return desired(
+        READY,
+        False,
+        Reason.DELETION_WAITING,
+        f"deletion waits for {len(volume_names)} PersistentVolume(s) provisioned from this "
+        f"backend: {shown}{more}",
+    )
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """The status fields that differ from the current status, and the conditions that changed."""
+
+    fields: dict[str, Any]
+    changed: list[Condition]
+
+
+def status_update(
+    current: Mapping[str, Any],
+    conditions: Sequence[Condition],
+    *,
+    generation: int,
+    now: str,
+    **observed: Any,
+) -> StatusUpdate:
+    current_conditions = list(current.get("conditions") or [])
+    changed = transitions(current_conditions, conditions)
+    wanted: dict[str, Any] = {"observedGeneration": generation, **observed}
+    if changed or any(
+        c.get("observedGeneration") != generation
+        for c in current_conditions
+        if c.get("type") in {w.type for w in conditions}
+    ):
+        wanted["conditions"] = merge(current_conditions, conditions, generation=generation, now=now)
+    fields = {key: value for key, value in wanted.items() if current.get(key) != value}
+    return StatusUpdate(fields, changed)
+
+
+def owner_reference(body: Mapping[str, Any]) -> Json:
+    metadata = body["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "StorageBackend",
+        "name": metadata["name"],
+        "uid": metadata["uid"],
+        "controller": True,
+    }
+
+
+def content_hash(manifest: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def owned_manifest(manifest: Json, owner: Mapping[str, Any]) -> Json:
+    """The manifest with the owner reference and a hash of its content (to notice drift)."""
+    metadata = dict(manifest.get("metadata") or {})
+    metadata["ownerReferences"] = [owner_reference(owner)]
+    owned = {**manifest, "metadata": metadata}
+    metadata["annotations"] = {
+        **(metadata.get("annotations") or {}),
+        APPLIED_HASH_ANNOTATION: content_hash(owned),
+    }
+    return owned
+
+
+def is_owned_by(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
+    uid = owner["metadata"]["uid"]
+    references = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(reference.get("uid") == uid for reference in references)
+
+
+def needs_apply(desired_manifest: Mapping[str, Any], observed: Mapping[str, Any] | None) -> bool:
+    if observed is None:
+        return True
+    wanted = desired_manifest["metadata"]["annotations"][APPLIED_HASH_ANNOTATION]
+    annotations = (observed.get("metadata") or {}).get("annotations") or {}
+    return bool(annotations.get(APPLIED_HASH_ANNOTATION) != wanted)
+
+
+def immutable_fields_differ(
+    desired_manifest: Mapping[str, Any], observed: Mapping[str, Any] | None
+) -> bool:
+    """Only fields the manifest sets count: the API server fills in defaults for the others."""
+    if observed is None:
+        return False
+    return any(
+        key in desired_manifest and desired_manifest[key] != observed.get(key)
+        for key in IMMUTABLE_STORAGE_CLASS_FIELDS
+    )

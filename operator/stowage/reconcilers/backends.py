@@ -1,0 +1,279 @@
+"""The StorageBackend reconciler: StorageClass, static volumes, status and Events.
+
+Level-triggered: the same `reconcile` runs on resume, create, update and every resync interval,
+and writes only what differs (the StorageClass when its content hash changed, the status fields
+that changed). The operator writes the status of a backend, never its spec.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from stowage import metrics
+from stowage.api.backend import StorageBackend
+from stowage.api.common import Condition
+from stowage.kube import AlreadyExistsError, ApiError, InvalidError, Json
+from stowage.kube.events import post_event
+from stowage.kube.resources import PERSISTENT_VOLUMES, STORAGE_BACKENDS, STORAGE_CLASSES
+from stowage.kube.secrets import secret_keys
+from stowage.reconcilers import driving, indexes
+from stowage.reconcilers.backend_state import (
+    Facts,
+    SecretFinding,
+    degraded_condition,
+    immutable_fields_differ,
+    is_owned_by,
+    needs_apply,
+    owned_manifest,
+    parse_backend,
+    ready_condition,
+    status_update,
+    waiting_for_volumes,
+)
+from stowage.reconcilers.claims import is_provisioned_by_us
+from stowage.reconcilers.context import Runtime
+from stowage.reconcilers.indexes import Caches, Index
+from stowage.status import DEGRADED, now_rfc3339
+
+logger = logging.getLogger(__name__)
+
+
+def is_unbound_static_volume(volume: Mapping[str, Any]) -> bool:
+    """A PV the backend made for an existing disk, not bound now (Available or Released).
+
+    Deleting such a PV object never touches the disk (its reclaim policy is Retain). Volumes
+    provisioned for claims hold data stowage manages: deletion waits for those.
+    """
+    provisioned = is_provisioned_by_us(volume)
+    phase = (volume.get("status") or {}).get("phase")
+    return not provisioned and phase != "Bound"
+
+
+class BackendReconciler:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def reconcile(
+        self,
+        body: Mapping[str, Any],
+        patch: kopf.Patch,
+        storage_classes: Index,
+        csi_drivers: Index,
+        volumes: list[Json],
+    ) -> None:
+        name = body["metadata"]["name"]
+        model = parse_backend(body)
+        if isinstance(model, str):
+            facts = Facts(spec_problems=(model,))
+            storage_type = None
+        else:
+            facts = await self._gather(body, model, storage_classes, csi_drivers, volumes)
+            storage_type = model.spec.storage_type
+        conditions = [ready_condition(facts, storage_type), degraded_condition(facts)]
+        observed: dict[str, Any] = {"volumes": len(volumes)}
+        if storage_type is not None:
+            observed["storageType"] = storage_type.value
+        await self._report(body, patch, conditions, observed)
+        metrics.BACKEND_VOLUMES.labels(name).set(len(volumes))
+        metrics.BACKEND_READY.labels(name).set(1 if conditions[0].status.value == "True" else 0)
+
+    async def _gather(
+        self,
+        body: Mapping[str, Any],
+        model: StorageBackend,
+        storage_classes: Index,
+        csi_drivers: Index,
+        volumes: list[Json],
+    ) -> Facts:
+        name = body["metadata"]["name"]
+        problems = tuple(driving.validate(name, model))
+        if problems:
+            return Facts(spec_problems=problems)
+        secrets = tuple(
+            [
+                SecretFinding(
+                    requirement.namespace,
+                    requirement.name,
+                    requirement.keys,
+                    await self._runtime.call(
+                        secret_keys, self._runtime.kube, requirement.namespace, requirement.name
+                    ),
+                )
+                for requirement in driving.secret_requirements(name, model)
+            ]
+        )
+        class_manifest = owned_manifest(driving.storage_class(name, model), body)
+        class_name = class_manifest["metadata"]["name"]
+        observed_class = indexes.one(storage_classes, class_name)
+        foreign = observed_class is not None and not is_owned_by(observed_class, body)
+        class_error = None
+        if not foreign:
+            class_error = await self._sync_storage_class(class_manifest, observed_class)
+        csi_driver = driving.csi_driver_name(name, model)
+        static_errors = await self._sync_static_volumes(body, model, volumes)
+        return Facts(
+            secrets=secrets,
+            csi_driver=csi_driver,
+            csi_driver_installed=csi_driver is None
+            or indexes.one(csi_drivers, csi_driver) is not None,
+            storage_class_name=class_name,
+            storage_class_error=class_error,
+            storage_class_foreign=foreign,
+            static_volume_errors=static_errors,
+        )
+
+    async def _sync_storage_class(self, manifest: Json, observed: Json | None) -> str | None:
+        """Applies the StorageClass if it drifted; recreates it if an immutable field changed."""
+        if not needs_apply(manifest, observed):
+            return None
+        kube = self._runtime.kube
+        name = manifest["metadata"]["name"]
+        try:
+            if observed is not None and immutable_fields_differ(manifest, observed):
+                logger.info("StorageClass %s: immutable fields changed, recreating it", name)
+                await self._runtime.call(
+                    kube.delete, STORAGE_CLASSES, name, uid=observed["metadata"]["uid"]
+                )
+            await self._runtime.call(kube.apply, STORAGE_CLASSES, manifest)
+        except InvalidError as error:
+            return f"StorageClass {name} was refused: {error.message}"
+        except ApiError as error:
+            return f"StorageClass {name} could not be written: {error}"
+        logger.info("StorageClass %s applied", name)
+        return None
+
+    async def _sync_static_volumes(
+        self, body: Mapping[str, Any], model: StorageBackend, volumes: list[Json]
+    ) -> tuple[str, ...]:
+        """Creates the PVs of existing disks that are missing; never changes existing ones."""
+        existing = {volume["metadata"]["name"] for volume in volumes}
+        errors = []
+        for manifest in driving.static_volumes(body["metadata"]["name"], model):
+            if manifest["metadata"]["name"] in existing:
+                continue
+            owned = owned_manifest(manifest, body)
+            try:
+                await self._runtime.call(self._runtime.kube.create, PERSISTENT_VOLUMES, owned)
+            except AlreadyExistsError:
+                continue
+            except ApiError as error:
+                errors.append(f"PersistentVolume {manifest['metadata']['name']}: {error.message}")
+        return tuple(errors)
+
+    async def _report(
+        self,
+        body: Mapping[str, Any],
+        patch: kopf.Patch,
+        conditions: list[Condition],
+        observed: dict[str, Any],
+    ) -> None:
+        update = status_update(
+            body.get("status") or {},
+            conditions,
+            generation=int(body["metadata"].get("generation") or 0),
+            now=now_rfc3339(),
+            **observed,
+        )
+        for key, value in update.fields.items():
+            patch.status[key] = value
+        for condition in update.changed:
+            await self._announce(body, condition)
+
+    async def _announce(self, body: Mapping[str, Any], condition: Condition) -> None:
+        healthy = condition.status.value == ("False" if condition.type == DEGRADED else "True")
+        if not condition.message and healthy:
+            return
+        involved = {"apiVersion": STORAGE_BACKENDS.api_version, "kind": "StorageBackend", **body}
+        logger.info(
+            "StorageBackend %s: %s=%s (%s) %s",
+            body["metadata"]["name"],
+            condition.type,
+            condition.status.value,
+            condition.reason,
+            condition.message,
+        )
+        await self._runtime.call(
+            post_event,
+            self._runtime.kube,
+            involved,
+            warning=not healthy,
+            reason=condition.reason,
+            message=condition.message,
+        )
+
+    async def finalize(
+        self,
+        body: Mapping[str, Any],
+        patch: kopf.Patch,
+        storage_classes: Index,
+        volumes: list[Json],
+    ) -> None:
+        """Waits while volumes of the backend exist, then removes its StorageClass."""
+        unclaimed_static = [v for v in volumes if is_unbound_static_volume(v)]
+        for volume in unclaimed_static:
+            await self._runtime.call(
+                self._runtime.kube.delete,
+                PERSISTENT_VOLUMES,
+                volume["metadata"]["name"],
+                uid=volume["metadata"]["uid"],
+            )
+        in_use = [v["metadata"]["name"] for v in volumes if v not in unclaimed_static]
+        if in_use:
+            await self._report(
+                body, patch, [waiting_for_volumes(in_use)], {"volumes": len(volumes)}
+            )
+            raise kopf.TemporaryError(
+                f"{len(in_use)} volume(s) still exist", delay=self._runtime.settings.resync_interval
+            )
+        for storage_class in indexes.values(storage_classes):
+            if is_owned_by(storage_class, body):
+                await self._runtime.call(
+                    self._runtime.kube.delete,
+                    STORAGE_CLASSES,
+                    storage_class["metadata"]["name"],
+                    uid=storage_class["metadata"]["uid"],
+                )
+        metrics.forget_backend(body["metadata"]["name"])
+        logger.info("StorageBackend %s finalized", body["metadata"]["name"])
+
+
+def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    reconciler = BackendReconciler(runtime)
+    selector = (STORAGE_BACKENDS.api_version, STORAGE_BACKENDS.plural)
+
+    @kopf.on.resume(*selector, id="reconcile", registry=registry)
+    @kopf.on.create(*selector, id="reconcile", registry=registry)
+    @kopf.on.update(*selector, id="reconcile", registry=registry)
+    @kopf.timer(
+        *selector,
+        id="resync",
+        interval=runtime.settings.resync_interval,
+        initial_delay=runtime.settings.resync_interval,
+        registry=registry,
+    )
+    async def reconcile_backend(
+        body: kopf.Body, name: str, patch: kopf.Patch, **kwargs: Any
+    ) -> None:
+        caches = Caches.of(kwargs)
+        with metrics.reconciling(STORAGE_BACKENDS.plural):
+            await reconciler.reconcile(
+                body,
+                patch,
+                caches.storage_classes,
+                caches.csi_drivers,
+                indexes.all_of(caches.volumes_by_backend, name),
+            )
+
+    @kopf.on.delete(*selector, id="finalize", registry=registry)
+    async def finalize_backend(
+        body: kopf.Body, name: str, patch: kopf.Patch, **kwargs: Any
+    ) -> None:
+        caches = Caches.of(kwargs)
+        with metrics.reconciling(STORAGE_BACKENDS.plural):
+            await reconciler.finalize(
+                body, patch, caches.storage_classes, indexes.all_of(caches.volumes_by_backend, name)
+            )

@@ -1,0 +1,116 @@
+"""The reconcilers' one door to the drivers and the object builders.
+
+Translates between what the handlers hold (backend models, claim and volume bodies from the
+caches) and the driver protocol (`BackendRef`, `ClaimRequest`, `ProvisionContext`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from stowage import objects
+from stowage.api.backend import StorageBackend
+from stowage.api.common import parse_quantity
+from stowage.drivers import driver_for
+from stowage.drivers.base import (
+    BackendRef,
+    ClaimRequest,
+    ProvisionContext,
+    ProvisionedVolume,
+    ReleasePlan,
+    Unprovisionable,
+)
+from stowage.kube import Json
+from stowage.reconcilers.claims import selected_node
+
+__all__ = [
+    "SecretNeed",
+    "Unprovisionable",
+    "csi_driver_name",
+    "release_volume",
+    "secret_requirements",
+    "static_volumes",
+    "storage_class",
+    "validate",
+    "volume_for_claim",
+]
+
+
+@dataclass(frozen=True)
+class SecretNeed:
+    namespace: str
+    name: str
+    keys: tuple[str, ...]
+
+
+def _ref(name: str, model: StorageBackend) -> BackendRef:
+    return BackendRef(name=name, spec=model.spec)
+
+
+def validate(name: str, model: StorageBackend) -> list[str]:
+    driver = driver_for(model.spec.storage_type)
+    return [str(problem) for problem in driver.validate(_ref(name, model))]
+
+
+def secret_requirements(name: str, model: StorageBackend) -> list[SecretNeed]:
+    driver = driver_for(model.spec.storage_type)
+    return [
+        SecretNeed(need.secret.namespace, need.secret.name, need.keys)
+        for need in driver.secret_requirements(_ref(name, model))
+    ]
+
+
+def storage_class(name: str, model: StorageBackend) -> Json:
+    return objects.storage_class(_ref(name, model), driver_for(model.spec.storage_type))
+
+
+def csi_driver_name(name: str, model: StorageBackend) -> str | None:
+    return driver_for(model.spec.storage_type).csi_driver_name(_ref(name, model))
+
+
+def static_volumes(name: str, model: StorageBackend) -> list[Json]:
+    """PV manifests of the existing disks the backend lists (cloud types)."""
+    ref = _ref(name, model)
+    driver = driver_for(model.spec.storage_type)
+    return [objects.static_persistent_volume(ref, volume) for volume in driver.static_volumes(ref)]
+
+
+def claim_request(claim: Mapping[str, Any]) -> ClaimRequest:
+    metadata = claim["metadata"]
+    spec = claim.get("spec") or {}
+    requests = (spec.get("resources") or {}).get("requests") or {}
+    return ClaimRequest(
+        namespace=metadata["namespace"],
+        name=metadata["name"],
+        uid=metadata["uid"],
+        requested_bytes=parse_quantity(requests.get("storage", "0")),
+        access_modes=tuple(spec.get("accessModes") or ()),
+        volume_mode=spec.get("volumeMode") or "Filesystem",
+        selected_node=selected_node(claim),
+        storage_class=spec.get("storageClassName") or "",
+    )
+
+
+def volume_for_claim(
+    name: str,
+    model: StorageBackend,
+    claim: Mapping[str, Any],
+    *,
+    volumes: Sequence[Mapping[str, Any]],
+    nodes: Sequence[Mapping[str, Any]],
+) -> Json:
+    """The PV manifest for the claim; raises Unprovisionable when the backend cannot serve it."""
+    driver = driver_for(model.spec.storage_type)
+    ref = _ref(name, model)
+    request = claim_request(claim)
+    plan = driver.plan(ref, request, ProvisionContext.from_manifests(volumes, nodes))
+    source = driver.persistent_volume_source(ref, plan)
+    return objects.persistent_volume(ref, request, plan, source)
+
+
+def release_volume(name: str, model: StorageBackend, volume: Mapping[str, Any]) -> ReleasePlan:
+    """What becomes of a released volume's data (the mount helpers carry it out)."""
+    driver = driver_for(model.spec.storage_type)
+    return driver.release(_ref(name, model), ProvisionedVolume.from_manifest(volume))

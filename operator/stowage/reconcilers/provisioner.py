@@ -1,0 +1,274 @@
+"""The dynamic provisioner (the external-provisioner protocol, as sig-storage-lib does it).
+
+The PV controller of kube-controller-manager hands a claim to us by annotating it with
+`volume.kubernetes.io/storage-provisioner: stowage.io/provisioner`; we create the volume
+`pvc-<claim uid>` pre-bound to the claim, and the PV controller binds the two. Released volumes
+with reclaim policy Delete are released on the data side and deleted.
+
+Per claim: one PV create and one Event, no reads (kopf's indexes hold the rest).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from stowage import metrics
+from stowage.drivers.base import BACKEND_LABEL
+from stowage.kube import AlreadyExistsError, ApiError, Json
+from stowage.kube.events import post_event
+from stowage.kube.resources import PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES
+from stowage.reconcilers import driving, indexes
+from stowage.reconcilers.backend_state import parse_backend
+from stowage.reconcilers.claims import (
+    PROVISIONED_BY_ANNOTATION,
+    PROVISIONER,
+    backend_of_class,
+    claim_key,
+    describe_claim,
+    needs_volume,
+    volume_name,
+    waits_for_consumer,
+)
+from stowage.reconcilers.context import Runtime
+from stowage.reconcilers.indexes import Caches, Index
+from stowage.reconcilers.retry import Retry
+from stowage.status import is_ready
+
+logger = logging.getLogger(__name__)
+
+PROVISIONING_FAILED = "ProvisioningFailed"
+PROVISIONING_SUCCEEDED = "ProvisioningSucceeded"
+VOLUME_DELETED = "VolumeDeleted"
+# How soon a claim is tried again, by why it failed (doubling up to five minutes).
+QUICK_RETRY = 2.0
+SLOW_RETRY = 30.0
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str  # metric label
+    message: str  # Event message
+    retry_after: float
+
+
+class Provisioner:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        # The last failure Event per claim: the same message is not posted again on each retry.
+        self._last_event: dict[str, str] = {}
+
+    async def on_claim(self, claim: Mapping[str, Any], deleted: bool, caches: Caches) -> None:
+        key = claim_key(claim)
+        if deleted or not needs_volume(claim):
+            self._runtime.retrier.forget(key)
+            self._last_event.pop(key, None)
+            return
+        snapshot = copy.deepcopy(dict(claim))
+
+        async def attempt() -> Retry | None:
+            return await self.provision(snapshot, caches)
+
+        await self._runtime.retrier.run_now(key, attempt)
+
+    async def provision(self, claim: Json, caches: Caches) -> Retry | None:
+        started = time.monotonic()
+        storage_class_name = (claim.get("spec") or {}).get("storageClassName") or ""
+        storage_class = indexes.one(caches.storage_classes, storage_class_name)
+        if storage_class is None:
+            return await self._failed(
+                claim,
+                "",
+                Failure(
+                    "StorageClassNotFound",
+                    f"StorageClass {storage_class_name} not found",
+                    QUICK_RETRY,
+                ),
+            )
+        if waits_for_consumer(claim, storage_class):
+            return None  # the scheduler's node choice will come as a new event
+        backend_name = backend_of_class(storage_class) or ""
+        existing = indexes.all_of(caches.volumes_by_backend, backend_name)
+        if any(v["metadata"]["name"] == volume_name(claim) for v in existing):
+            return None  # created on an earlier event; the PV controller binds it
+        outcome = self._plan(claim, backend_name, caches)
+        if isinstance(outcome, Failure):
+            return await self._failed(claim, backend_name, outcome)
+        try:
+            await self._runtime.call(self._runtime.kube.create, PERSISTENT_VOLUMES, outcome)
+        except AlreadyExistsError:
+            logger.debug(
+                "volume %s of claim %s exists already",
+                outcome["metadata"]["name"],
+                describe_claim(claim),
+            )
+            return None
+        except ApiError as error:
+            return await self._failed(
+                claim,
+                backend_name,
+                Failure("ApiError", f"creating the volume: {error}", QUICK_RETRY),
+            )
+        self._succeeded(claim, backend_name, outcome, started)
+        await self._event(
+            claim,
+            warning=False,
+            reason=PROVISIONING_SUCCEEDED,
+            message=f"Successfully provisioned volume {outcome['metadata']['name']} from "
+            f"StorageBackend {backend_name}",
+        )
+        return None
+
+    def _plan(self, claim: Json, backend_name: str, caches: Caches) -> Json | Failure:
+        """The volume to create, or why there is none (from the caches only, no I/O)."""
+        backend = indexes.one(caches.backends, backend_name)
+        if backend is None:
+            return Failure(
+                "BackendNotFound", f"StorageBackend {backend_name} not found", QUICK_RETRY
+            )
+        if (backend.get("metadata") or {}).get("deletionTimestamp"):
+            return Failure(
+                "BackendDeleting", f"StorageBackend {backend_name} is being deleted", SLOW_RETRY
+            )
+        if not is_ready(backend.get("status")):
+            return Failure(
+                "BackendNotReady", f"StorageBackend {backend_name} is not ready", QUICK_RETRY
+            )
+        model = parse_backend(backend)
+        if isinstance(model, str):
+            return Failure("InvalidBackend", model, SLOW_RETRY)
+        try:
+            return driving.volume_for_claim(
+                backend_name,
+                model,
+                claim,
+                volumes=indexes.all_of(caches.volumes_by_backend, backend_name),
+                nodes=indexes.values(caches.nodes),
+            )
+        except driving.Unprovisionable as error:
+            return Failure("Unprovisionable", str(error), SLOW_RETRY)
+
+    def _succeeded(self, claim: Json, backend: str, volume: Json, started: float) -> None:
+        self._last_event.pop(claim_key(claim), None)
+        metrics.VOLUMES_PROVISIONED.labels(backend).inc()
+        metrics.PROVISIONING_DURATION.labels(backend).observe(time.monotonic() - started)
+        created = datetime.fromisoformat(claim["metadata"]["creationTimestamp"])
+        metrics.CLAIM_WAIT.labels(backend).observe(
+            max(0.0, (datetime.now(UTC) - created).total_seconds())
+        )
+        logger.info(
+            "provisioned volume %s for claim %s from backend %s",
+            volume["metadata"]["name"],
+            describe_claim(claim),
+            backend,
+        )
+
+    async def _failed(self, claim: Json, backend: str, failure: Failure) -> Retry:
+        metrics.PROVISIONING_FAILURES.labels(backend, failure.reason).inc()
+        key = claim_key(claim)
+        logger.info(
+            "claim %s not provisioned (%s): %s",
+            describe_claim(claim),
+            failure.reason,
+            failure.message,
+        )
+        if self._last_event.get(key) != failure.message:
+            self._last_event[key] = failure.message
+            await self._event(
+                claim, warning=True, reason=PROVISIONING_FAILED, message=failure.message
+            )
+        return Retry(failure.reason, failure.retry_after)
+
+    async def _event(self, claim: Json, *, warning: bool, reason: str, message: str) -> None:
+        involved = {"apiVersion": "v1", "kind": PERSISTENT_VOLUME_CLAIMS.kind, **claim}
+        await self._runtime.call(
+            post_event,
+            self._runtime.kube,
+            involved,
+            warning=warning,
+            reason=reason,
+            message=message,
+        )
+
+    async def on_volume(self, volume: Mapping[str, Any], deleted: bool, backends: Index) -> None:
+        metadata = volume["metadata"]
+        key = f"volume/{metadata['name']}/{metadata['uid']}"
+        spec = volume.get("spec") or {}
+        released = (volume.get("status") or {}).get("phase") == "Released"
+        if deleted or not released or spec.get("persistentVolumeReclaimPolicy") != "Delete":
+            self._runtime.retrier.forget(key)
+            return
+        snapshot = copy.deepcopy(dict(volume))
+
+        async def attempt() -> Retry | None:
+            return await self.reclaim(snapshot, backends)
+
+        await self._runtime.retrier.run_now(key, attempt)
+
+    async def reclaim(self, volume: Json, backends: Index) -> Retry | None:
+        """Releases the data of a Released volume (reclaim policy Delete), then deletes it."""
+        metadata = volume["metadata"]
+        backend_name = (metadata.get("labels") or {}).get(BACKEND_LABEL, "")
+        backend = indexes.one(backends, backend_name)
+        model = parse_backend(backend) if backend is not None else None
+        if model is not None and not isinstance(model, str):
+            release = driving.release_volume(backend_name, model, volume)
+            logger.info(
+                "volume %s released: data %s (%s)",
+                metadata["name"],
+                release.action.value,
+                release.location.path or release.location.block_volume or "no host-side data",
+            )
+        else:
+            logger.warning(
+                "volume %s: backend %s is gone, deleting the volume without releasing its data",
+                metadata["name"],
+                backend_name,
+            )
+        try:
+            deleted = await self._runtime.call(
+                self._runtime.kube.delete, PERSISTENT_VOLUMES, metadata["name"], uid=metadata["uid"]
+            )
+        except ApiError as error:
+            logger.warning("deleting volume %s failed: %s", metadata["name"], error)
+            return Retry("ApiError", QUICK_RETRY)
+        if deleted:
+            metrics.VOLUMES_RECLAIMED.labels(backend_name, "Delete").inc()
+            logger.info("deleted released volume %s of backend %s", metadata["name"], backend_name)
+        return None
+
+
+def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    provisioner = Provisioner(runtime)
+
+    @kopf.on.event(
+        PERSISTENT_VOLUME_CLAIMS.api_version,
+        PERSISTENT_VOLUME_CLAIMS.plural,
+        id="provision",
+        registry=registry,
+    )
+    async def claim_event(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
+        with metrics.reconciling(PERSISTENT_VOLUME_CLAIMS.plural):
+            await provisioner.on_claim(
+                body, deleted=event.get("type") == "DELETED", caches=Caches.of(kwargs)
+            )
+
+    @kopf.on.event(
+        PERSISTENT_VOLUMES.api_version,
+        PERSISTENT_VOLUMES.plural,
+        annotations={PROVISIONED_BY_ANNOTATION: PROVISIONER},
+        id="reclaim",
+        registry=registry,
+    )
+    async def volume_event(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
+        with metrics.reconciling(PERSISTENT_VOLUMES.plural):
+            await provisioner.on_volume(
+                body, deleted=event.get("type") == "DELETED", backends=Caches.of(kwargs).backends
+            )

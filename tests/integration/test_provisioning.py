@@ -1,0 +1,323 @@
+"""The provisioning protocol with the real PV controller doing the binding."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from itkit import Api, OperatorProcess, unique, wait_for
+
+from stowage.kube import Json
+from stowage.kube.resources import (
+    NODES,
+    PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
+    SECRETS,
+    STORAGE_BACKENDS,
+    STORAGE_CLASSES,
+)
+
+pytestmark = pytest.mark.integration
+
+IMMEDIATE = {"storageClass": {"volumeBindingMode": "Immediate"}}
+SPECS: dict[str, dict[str, Any]] = {
+    "nfs": {"nfs": {"servers": ["192.0.2.10"], "path": "/exports/k8s"}, **IMMEDIATE},
+    "iscsi": {
+        "iscsi": {
+            "portals": ["192.0.2.20:3260"],
+            "iqn": "iqn.2024-01.test.example:storage",
+            "luns": [{"lun": 1, "size": "1Gi"}, {"lun": 2, "size": "2Gi"}],
+        },
+        **IMMEDIATE,
+    },
+    "hostPath": {"hostPath": {"path": "/srv/stowage"}},
+}
+
+
+def claim_manifest(
+    name: str,
+    namespace: str,
+    storage_class: str,
+    *,
+    size: str = "1Gi",
+    access_modes: tuple[str, ...] = ("ReadWriteOnce",),
+    volume_mode: str = "Filesystem",
+    **extra: Any,
+) -> Json:
+    metadata: Json = {"name": name, "namespace": namespace, **extra.pop("metadata", {})}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": metadata,
+        "spec": {
+            "storageClassName": storage_class,
+            "accessModes": list(access_modes),
+            "volumeMode": volume_mode,
+            "resources": {"requests": {"storage": size}},
+            **extra,
+        },
+    }
+
+
+@pytest.fixture
+def node(api: Api) -> Iterator[str]:
+    """A node for node-local claims: an existing one, else a Node object made for the test."""
+    nodes = api.kube.list(NODES)
+    if nodes:
+        yield nodes[0]["metadata"]["name"]
+        return
+    name = unique("it-node")
+    api.kube.create(
+        NODES,
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        },
+    )
+    yield name
+    api.kube.delete(NODES, name)
+
+
+def bound_volume(api: Api, namespace: str, claim: str, timeout: float = 60) -> Json:
+    wait_for(
+        lambda: api.claim_phase(namespace, claim) == "Bound",
+        timeout=timeout,
+        what=f"claim {namespace}/{claim} Bound",
+    )
+    body = api.get(PERSISTENT_VOLUME_CLAIMS, claim, namespace) or {}
+    volume = api.get(PERSISTENT_VOLUMES, body["spec"]["volumeName"])
+    assert volume is not None
+    return volume
+
+
+@pytest.mark.parametrize("storage_type", sorted(SPECS))
+def test_claim_is_provisioned_and_bound(
+    api: Api,
+    operator: OperatorProcess,
+    backends: Callable[[str, dict[str, Any]], str],
+    namespace: str,
+    node: str,
+    storage_type: str,
+) -> None:
+    name = backends(storage_type, SPECS[storage_type])
+    api.wait_condition(name, status="True", reason="Available")
+    extra: dict[str, Any] = {}
+    if storage_type == "hostPath":  # WaitForFirstConsumer: as the scheduler would, pick the node
+        extra["metadata"] = {"annotations": {"volume.kubernetes.io/selected-node": node}}
+    api.apply(claim_manifest("data", namespace, name, **extra))
+    volume = bound_volume(api, namespace, "data")
+    claim = api.get(PERSISTENT_VOLUME_CLAIMS, "data", namespace) or {}
+    assert volume["metadata"]["name"] == f"pvc-{claim['metadata']['uid']}"
+    assert volume["metadata"]["labels"]["stowage.io/backend"] == name
+    assert volume["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == (
+        "stowage.io/provisioner"
+    )
+    assert volume["spec"]["claimRef"]["uid"] == claim["metadata"]["uid"]
+    events = api.events("PersistentVolumeClaim", "data", namespace)
+    assert any(e["reason"] == "ProvisioningSucceeded" for e in events)
+    wait_for(
+        lambda: (api.backend(name) or {}).get("status", {}).get("volumes") == 1,
+        timeout=30,
+        what="status.volumes == 1",
+    )
+    api.delete(PERSISTENT_VOLUME_CLAIMS, "data", namespace)
+    wait_for(
+        lambda: api.gone(PERSISTENT_VOLUMES, volume["metadata"]["name"]),
+        timeout=30,
+        what="the released volume deleted (reclaim policy Delete)",
+    )
+
+
+def test_claim_waits_for_first_consumer_until_a_node_is_selected(
+    api: Api,
+    operator: OperatorProcess,
+    backends: Callable[[str, dict[str, Any]], str],
+    namespace: str,
+    node: str,
+) -> None:
+    name = backends("wffc", {"hostPath": {"path": "/srv/wffc"}})
+    api.wait_condition(name, status="True", reason="Available")
+    api.apply(claim_manifest("later", namespace, name))
+    time.sleep(4)
+    assert api.claim_phase(namespace, "later") == "Pending"
+    assert api.volumes_of(name) == []
+    api.kubectl(
+        "annotate", "-n", namespace, "pvc/later", f"volume.kubernetes.io/selected-node={node}"
+    )
+    bound_volume(api, namespace, "later")
+
+
+def test_static_volume_of_a_csi_type_is_bound(
+    api: Api,
+    operator: OperatorProcess,
+    backends: Callable[[str, dict[str, Any]], str],
+    csi_driver: Callable[[str], None],
+    namespace: str,
+) -> None:
+    csi_driver("pd.csi.storage.gke.io")
+    name = backends(
+        "disks", {"gcePersistentDisk": {"existingDisks": [{"pdName": "archive-1", "size": "10Gi"}]}}
+    )
+    api.wait_condition(name, status="True", reason="Available")
+    [static] = wait_for(lambda: api.volumes_of(name), timeout=30, what="the static volume")
+    assert static["spec"]["csi"]["driver"] == "pd.csi.storage.gke.io"
+    api.apply(
+        claim_manifest(
+            "archive", namespace, name, size="10Gi", volumeName=static["metadata"]["name"]
+        )
+    )
+    volume = bound_volume(api, namespace, "archive")
+    assert volume["metadata"]["name"] == static["metadata"]["name"]
+    # Released, the disk's PV stays (Retain); deleting the backend removes the PV object only.
+    api.delete(PERSISTENT_VOLUME_CLAIMS, "archive", namespace)
+    wait_for(
+        lambda: (
+            (api.get(PERSISTENT_VOLUMES, volume["metadata"]["name"]) or {})
+            .get("status", {})
+            .get("phase")
+            == "Released"
+        ),
+        timeout=30,
+        what="the static volume Released",
+    )
+    api.delete(STORAGE_BACKENDS, name)
+    wait_for(lambda: api.gone(STORAGE_BACKENDS, name), timeout=30, what="the backend deleted")
+    assert api.gone(PERSISTENT_VOLUMES, volume["metadata"]["name"])
+
+
+def test_block_volume_cannot_be_shared_read_write_many(
+    api: Api,
+    operator: OperatorProcess,
+    backends: Callable[[str, dict[str, Any]], str],
+    namespace: str,
+) -> None:
+    name = backends("iscsi", SPECS["iscsi"])
+    api.wait_condition(name, status="True", reason="Available")
+    api.apply(claim_manifest("shared", namespace, name, access_modes=("ReadWriteMany",)))
+    failed = wait_for(
+        lambda: [
+            e
+            for e in api.events("PersistentVolumeClaim", "shared", namespace)
+            if e["reason"] == "ProvisioningFailed"
+        ],
+        timeout=30,
+        what="a ProvisioningFailed Event",
+    )
+    assert failed[0]["type"] == "Warning"
+    assert failed[0]["message"]
+    assert api.volumes_of(name) == []
+    assert api.claim_phase(namespace, "shared") == "Pending"
+
+
+def test_claim_of_a_backend_that_is_not_ready_is_retried(
+    api: Api,
+    operator: OperatorProcess,
+    backends: Callable[[str, dict[str, Any]], str],
+    namespace: str,
+) -> None:
+    secret = unique("smb")
+    name = backends(
+        "cifs",
+        {
+            "cifs": {
+                "servers": ["192.0.2.40"],
+                "share": "k8s",
+                "secretRef": {"name": secret, "namespace": namespace},
+            },
+            **IMMEDIATE,
+        },
+    )
+    api.wait_condition(name, status="False", reason="SecretMissing")
+    api.apply(claim_manifest("early", namespace, name, access_modes=("ReadWriteMany",)))
+    wait_for(
+        lambda: [
+            e
+            for e in api.events("PersistentVolumeClaim", "early", namespace)
+            if e["reason"] == "ProvisioningFailed" and "not ready" in e["message"]
+        ],
+        timeout=30,
+        what="a ProvisioningFailed Event saying the backend is not ready",
+    )
+    api.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": secret, "namespace": namespace},
+            "data": {
+                "username": base64.b64encode(b"bob").decode(),
+                "password": base64.b64encode(b"pw").decode(),
+            },
+        }
+    )
+    bound_volume(api, namespace, "early", timeout=60)
+    api.delete(SECRETS, secret, namespace)
+
+
+def test_deletion_waits_for_volumes_then_completes(
+    api: Api,
+    operator: OperatorProcess,
+    backends: Callable[[str, dict[str, Any]], str],
+    namespace: str,
+) -> None:
+    name = backends("nfs", SPECS["nfs"])
+    api.wait_condition(name, status="True", reason="Available")
+    api.apply(claim_manifest("keep", namespace, name))
+    volume = bound_volume(api, namespace, "keep")
+    api.delete(STORAGE_BACKENDS, name)
+    waiting = api.wait_condition(name, status="False", reason="DeletionWaitingForVolumes")
+    assert volume["metadata"]["name"] in waiting["message"]
+    assert "1 PersistentVolume" in waiting["message"]
+    events = api.events("StorageBackend", name, "default")
+    assert any(e["reason"] == "DeletionWaitingForVolumes" for e in events)
+    time.sleep(3)
+    assert api.backend(name) is not None
+    assert api.get(STORAGE_CLASSES, name) is not None
+    api.delete(PERSISTENT_VOLUME_CLAIMS, "keep", namespace)
+    wait_for(lambda: api.gone(STORAGE_BACKENDS, name), timeout=60, what="the backend deleted")
+    assert api.gone(STORAGE_CLASSES, name)
+    assert api.gone(PERSISTENT_VOLUMES, volume["metadata"]["name"])
+
+
+def test_killed_operator_restarts_without_duplicate_volumes(
+    api: Api,
+    operator: OperatorProcess,
+    backends: Callable[[str, dict[str, Any]], str],
+    namespace: str,
+) -> None:
+    count = 30
+    name = backends("burst", SPECS["nfs"])
+    api.wait_condition(name, status="True", reason="Available")
+    manifests = [claim_manifest(f"burst-{i:02d}", namespace, name) for i in range(count)]
+
+    def create_all() -> None:
+        for manifest in manifests:
+            api.kube.create(PERSISTENT_VOLUME_CLAIMS, manifest)
+
+    creating = threading.Thread(target=create_all)
+    creating.start()
+    wait_for(lambda: len(api.volumes_of(name)) >= 3, timeout=30, what="the first volumes")
+    operator.kill()
+    creating.join()
+    provisioned_while_down = len(api.volumes_of(name))
+    operator.start()
+
+    def all_bound() -> list[Json] | None:
+        listed = api.kube.list(PERSISTENT_VOLUME_CLAIMS, namespace=namespace)
+        phases = {(c.get("status") or {}).get("phase") for c in listed}
+        return listed if len(listed) == count and phases == {"Bound"} else None
+
+    claims = wait_for(all_bound, timeout=120, what=f"all {count} claims Bound after the restart")
+    volumes = api.volumes_of(name)
+    assert len(volumes) == count, f"{len(volumes)} volumes for {count} claims"
+    claim_uids = {c["metadata"]["uid"] for c in claims}
+    assert {v["spec"]["claimRef"]["uid"] for v in volumes} == claim_uids
+    assert {v["metadata"]["name"] for v in volumes} == {f"pvc-{uid}" for uid in claim_uids}
+    assert provisioned_while_down < count, "the kill came after the burst: nothing was tested"
+    for manifest in manifests:
+        api.delete(PERSISTENT_VOLUME_CLAIMS, manifest["metadata"]["name"], namespace)
+    wait_for(lambda: not api.volumes_of(name), timeout=60, what="all burst volumes reclaimed")

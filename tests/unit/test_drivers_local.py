@@ -1,0 +1,368 @@
+"""Types served as local PVs: shared mounts (glusterfs, cephfs, cifs) and node-pinned volumes
+(hostPath, emptyDir, gitRepo, lvm, rbd)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stowage import objects
+from stowage.api.backend import OnDelete, StorageBackend
+from stowage.drivers import driver_for
+from stowage.drivers.base import (
+    BackendRef,
+    CandidateNode,
+    ClaimRequest,
+    DataLocation,
+    ProvisionContext,
+    ProvisionedVolume,
+    Unprovisionable,
+)
+from stowage.drivers.placement import rendezvous_order
+
+pytestmark = pytest.mark.unit
+
+UID = "8f14e45f-ceea-467f-a0e6-7bdc2b1c9b33"
+DIRECTORY = f"team-a-data-{UID}"
+GI = 2**30
+SECRET = {"name": "creds", "namespace": "storage"}
+
+
+def backend(name: str, spec: dict[str, Any]) -> BackendRef:
+    return BackendRef(name, StorageBackend.model_validate({"spec": spec}).spec)
+
+
+def claim(size: int = 5 * GI, modes: tuple[str, ...] = ("ReadWriteOnce",), **facts: Any) -> Any:
+    return ClaimRequest("team-a", "data", UID, size, modes, **facts)
+
+
+def built_volume(ref: BackendRef, request: ClaimRequest, ctx: ProvisionContext) -> Any:
+    driver = driver_for(ref.spec.storage_type)
+    plan = driver.plan(ref, request, ctx)
+    return objects.persistent_volume(ref, request, plan, driver.persistent_volume_source(ref, plan))
+
+
+def affinity(volume: dict[str, Any]) -> list[dict[str, Any]]:
+    terms: list[dict[str, Any]] = volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+    assert len(terms) == 1
+    expressions: list[dict[str, Any]] = terms[0]["matchExpressions"]
+    return expressions
+
+
+def problems(ref: BackendRef) -> list[str]:
+    return [str(problem) for problem in driver_for(ref.spec.storage_type).validate(ref)]
+
+
+def node(name: str, free: str | None = None, backend_name: str = "", **labels: str) -> Any:
+    annotations = {f"capacity.stowage.io/{backend_name}": free} if free else {}
+    return CandidateNode(name, {"kubernetes.io/hostname": name, **labels}, annotations)
+
+
+# --- shared mounts --------------------------------------------------------------
+
+GLUSTER = {
+    "glusterfs": {"hosts": ["10.0.0.11", "10.0.0.12", "10.0.0.13"], "volume": "gv0"},
+    "provisioning": {"basePath": "/k8s"},
+    "mount": {"options": ["log-level=WARNING"]},
+}
+
+
+def test_glusterfs_claim_is_a_directory_of_the_node_mount_where_it_is_ready() -> None:
+    ref = backend("gluster-prod", GLUSTER)
+    volume = built_volume(ref, claim(modes=("ReadWriteMany",)), ProvisionContext())
+    path = f"/var/lib/stowage/mounts/gluster-prod/k8s/{DIRECTORY}"
+    assert volume["spec"]["local"] == {"path": path}
+    assert affinity(volume) == [
+        {"key": "mount.stowage.io/gluster-prod", "operator": "In", "values": ["ready"]}
+    ]
+    assert "mountOptions" not in volume["spec"]  # the kubelet only bind-mounts a local PV
+    assert volume["metadata"]["annotations"]["stowage.io/path"] == path
+
+
+def test_glusterfs_host_mount_fails_over_in_rendezvous_order_of_the_node() -> None:
+    ref = backend("gluster-prod", GLUSTER)
+    mount = driver_for(ref.spec.storage_type).host_mount(ref, "node-7")
+    assert mount is not None
+    order = rendezvous_order("node-7", ["10.0.0.11", "10.0.0.12", "10.0.0.13"])
+    assert mount.sources == tuple(f"{host}:/gv0" for host in order)
+    assert (mount.fs_type, mount.options) == ("glusterfs", ("log-level=WARNING",))
+
+
+def test_shared_mounts_refuse_block_mode() -> None:
+    ref = backend("gluster-prod", GLUSTER)
+    with pytest.raises(Unprovisionable, match="cannot serve volumeMode Block: it offers"):
+        built_volume(ref, claim(volume_mode="Block"), ProvisionContext())
+
+
+def test_cephfs_mount_secret_and_validation() -> None:
+    spec = {
+        "cephfs": {
+            "monitors": ["10.0.0.21:6789", "10.0.0.22:70000"],
+            "fsName": "data",
+            "path": "/volumes",
+            "userSecretRef": SECRET,
+        },
+        "mount": {"options": ["secret=AQBx"]},
+    }
+    ref = backend("ceph", spec)
+    driver = driver_for(ref.spec.storage_type)
+    mount = driver.host_mount(ref, "node-1")
+    assert mount is not None
+    assert mount.sources == ("10.0.0.21:6789,10.0.0.22:70000:/volumes",)
+    assert mount.options == ("mds_namespace=data", "secret=AQBx")
+    [need] = driver.secret_requirements(ref)
+    assert need.keys == ("userID", "userKey")
+    found = problems(ref)
+    assert found == [
+        "cephfs.monitors[1]: port 70000 is not in 1-65535",
+        "mount.options: option secret: credentials come from cephfs.userSecretRef",
+    ]
+    assert not any("AQBx" in problem for problem in found)  # a credential is never repeated
+
+
+def test_cifs_mount_secret_and_validation() -> None:
+    spec = {
+        "cifs": {"servers": ["smb-1", "smb-2"], "share": "k8s", "secretRef": SECRET},
+        "mount": {"options": ["password=hunter2", "vers=1.0"]},
+    }
+    ref = backend("smb", spec)
+    driver = driver_for(ref.spec.storage_type)
+    mount = driver.host_mount(ref, "node-1")
+    assert mount is not None
+    assert sorted(mount.sources) == ["//smb-1/k8s", "//smb-2/k8s"]
+    assert mount.options[0] == "vers=3.0"
+    [need] = driver.secret_requirements(ref)
+    assert (need.keys, need.optional_keys) == (("username", "password"), ("domain",))
+    found = problems(ref)
+    assert found == [
+        "mount.options: option password: credentials come from cifs.secretRef",
+        "mount.options: option vers: set cifs.version instead",
+    ]
+    assert not any("hunter2" in problem for problem in found)
+
+
+# --- node-pinned ----------------------------------------------------------------
+
+HOST_PATH = {"hostPath": {"path": "/srv/stowage", "nodes": ["node-a", "node-b"]}}
+
+
+def test_host_path_uses_the_node_the_scheduler_selected() -> None:
+    ref = backend("local", HOST_PATH)
+    ctx = ProvisionContext(nodes=(node("node-a"), node("node-b")))
+    volume = built_volume(ref, claim(selected_node="node-b"), ctx)
+    assert volume["spec"]["local"] == {"path": f"/srv/stowage/{DIRECTORY}"}
+    assert affinity(volume) == [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-b"]}
+    ]
+    assert volume["metadata"]["annotations"]["stowage.io/node"] == "node-b"
+
+
+def test_pinning_uses_the_hostname_label_not_the_node_name() -> None:
+    ref = backend("local", {"hostPath": {"path": "/srv/stowage"}})
+    ctx = ProvisionContext(
+        nodes=(CandidateNode("ip-10-0-0-1.ec2", {"kubernetes.io/hostname": "ip-10-0-0-1"}),)
+    )
+    volume = built_volume(ref, claim(selected_node="ip-10-0-0-1.ec2"), ctx)
+    assert affinity(volume)[0]["values"] == ["ip-10-0-0-1"]
+
+
+def test_a_selected_node_that_does_not_offer_the_backend_is_explained() -> None:
+    ref = backend("local", HOST_PATH)
+    with pytest.raises(
+        Unprovisionable,
+        match=r"scheduler chose node node-c .* does not offer backend local: "
+        r"it is not listed in hostPath\.nodes",
+    ):
+        built_volume(ref, claim(selected_node="node-c"), ProvisionContext())
+
+
+def test_a_selected_node_outside_the_node_selector_is_refused() -> None:
+    ref = backend("local", {**HOST_PATH, "mount": {"nodeSelector": {"disk": "ssd"}}})
+    ctx = ProvisionContext(nodes=(node("node-a", disk="hdd"),))
+    with pytest.raises(Unprovisionable, match=r"do not match mount\.nodeSelector"):
+        built_volume(ref, claim(selected_node="node-a"), ctx)
+
+
+def test_without_a_selected_node_the_least_allocated_offering_node_is_chosen() -> None:
+    ref = backend("local", HOST_PATH)
+    ctx = ProvisionContext(
+        volumes=(
+            ProvisionedVolume("pvc-1", 10 * GI, DataLocation(node="node-a")),
+            ProvisionedVolume("pvc-2", 1 * GI, DataLocation(node="node-b")),
+        ),
+        nodes=(node("node-a"), node("node-b"), node("node-c")),  # node-c is not listed
+    )
+    plan = driver_for(ref.spec.storage_type).plan(ref, claim(), ctx)
+    assert plan.location.node == "node-b"
+
+
+def test_unschedulable_nodes_are_not_chosen() -> None:
+    ref = backend("local", HOST_PATH)
+    cordoned = CandidateNode("node-a", {}, {}, schedulable=False)
+    ctx = ProvisionContext(nodes=(cordoned, node("node-b")))
+    assert driver_for(ref.spec.storage_type).plan(ref, claim(), ctx).location.node == "node-b"
+
+
+def test_no_offering_node_is_unprovisionable() -> None:
+    ref = backend("local", HOST_PATH)
+    with pytest.raises(Unprovisionable, match="no schedulable node offers backend local"):
+        built_volume(ref, claim(), ProvisionContext(nodes=(node("node-z"),)))
+
+
+@pytest.mark.parametrize("modes", [("ReadWriteMany",), ("ReadOnlyMany",)])
+def test_host_path_refuses_multi_node_access(modes: tuple[str, ...]) -> None:
+    ref = backend("local", HOST_PATH)
+    with pytest.raises(Unprovisionable, match="its volumes live on one node"):
+        built_volume(ref, claim(modes=modes, selected_node="node-a"), ProvisionContext())
+
+
+@pytest.mark.parametrize("path", ["/", "/etc", "/var/lib/kubelet/pods", "/proc/1"])
+def test_host_path_refuses_system_directories(path: str) -> None:
+    ref = backend("local", {"hostPath": {"path": path}})
+    assert problems(ref) == [
+        f"hostPath.path: {path} is a system directory; choose a directory of its own, "
+        "e.g. /srv/stowage"
+    ]
+
+
+def test_host_path_storage_class_restricts_the_scheduler_to_offering_nodes() -> None:
+    ref = backend("local", {**HOST_PATH, "mount": {"nodeSelector": {"disk": "ssd"}}})
+    manifest = objects.storage_class(ref, driver_for(ref.spec.storage_type))
+    assert manifest["allowedTopologies"] == [
+        {
+            "matchLabelExpressions": [
+                {"key": "disk", "values": ["ssd"]},
+                {"key": "kubernetes.io/hostname", "values": ["node-a", "node-b"]},
+            ]
+        }
+    ]
+
+
+def test_empty_dir_is_always_deleted_on_release() -> None:
+    ref = backend("scratch", {"emptyDir": {"medium": "Memory"}})
+    driver = driver_for(ref.spec.storage_type)
+    volume = built_volume(ref, claim(selected_node="node-a"), ProvisionContext())
+    assert volume["spec"]["local"] == {"path": f"/var/lib/stowage/empty-dir/{DIRECTORY}"}
+    released = driver.release(ref, ProvisionedVolume.from_manifest(volume))
+    assert released.action is OnDelete.DELETE
+    retained = backend("scratch", {"emptyDir": {}, "provisioning": {"onDelete": "Retain"}})
+    assert problems(retained)[0].startswith("provisioning.onDelete: emptyDir volumes are")
+
+
+def test_host_path_release_archives_the_claim_directory() -> None:
+    ref = backend("local", {**HOST_PATH, "provisioning": {"onDelete": "Archive"}})
+    driver = driver_for(ref.spec.storage_type)
+    volume = built_volume(ref, claim(selected_node="node-a"), ProvisionContext())
+    released = driver.release(ref, ProvisionedVolume.from_manifest(volume))
+    assert released.action is OnDelete.ARCHIVE
+    assert released.archive_name == f"archived-{DIRECTORY}"
+    assert released.location.path == f"/srv/stowage/{DIRECTORY}"
+    assert released.location.node == "node-a"
+
+
+GIT = {"gitRepo": {"repository": "https://git.example.com/team/config.git"}}
+
+
+def test_git_repo_checkout_is_read_only_many_on_one_node() -> None:
+    ref = backend("config", GIT)
+    volume = built_volume(
+        ref, claim(modes=("ReadOnlyMany",), selected_node="n1"), ProvisionContext()
+    )
+    assert volume["spec"]["local"] == {"path": f"/var/lib/stowage/volumes/config/{DIRECTORY}"}
+    assert volume["metadata"]["annotations"]["stowage.io/read-only"] == "true"
+    with pytest.raises(Unprovisionable, match="request ReadOnlyMany"):
+        built_volume(ref, claim(selected_node="n1"), ProvisionContext())
+
+
+def test_git_repo_credentials_depend_on_the_url() -> None:
+    https = backend("config", {"gitRepo": {**GIT["gitRepo"], "credentialsSecretRef": SECRET}})
+    ssh = backend(
+        "config",
+        {
+            "gitRepo": {
+                "repository": "git@git.example.com:team/config.git",
+                "credentialsSecretRef": SECRET,
+            }
+        },
+    )
+    assert driver_for(https.spec.storage_type).secret_requirements(https)[0].keys == (
+        "username",
+        "password",
+    )
+    assert driver_for(ssh.spec.storage_type).secret_requirements(ssh)[0].keys == ("ssh-privatekey",)
+    assert driver_for(https.spec.storage_type).secret_requirements(backend("c", GIT)) == []
+
+
+def test_git_repo_refuses_a_password_in_the_url_without_repeating_it() -> None:
+    ref = backend("config", {"gitRepo": {"repository": "https://bot:s3cret@git.example.com/x.git"}})
+    assert problems(ref) == [
+        "gitRepo.repository: the URL carries a password; put credentials in "
+        "gitRepo.credentialsSecretRef"
+    ]
+
+
+LVM = {"lvm": {"volumeGroup": "vg-data", "nodes": ["node-a", "node-b", "node-c"]}}
+
+
+def test_lvm_chooses_a_node_with_room_and_rounds_to_extents() -> None:
+    ref = backend("fast", LVM)
+    ctx = ProvisionContext(
+        nodes=(
+            node("node-a", free="2Gi", backend_name="fast"),
+            node("node-b", free="100Gi", backend_name="fast"),
+            node("node-c", free="3Gi", backend_name="fast"),
+        )
+    )
+    volume = built_volume(ref, claim(size=3 * GI - 1), ctx)
+    assert volume["spec"]["capacity"] == {"storage": "3Gi"}  # whole 4MiB extents
+    assert volume["metadata"]["annotations"]["stowage.io/block-volume"] == DIRECTORY
+    assert volume["metadata"]["annotations"]["stowage.io/node"] in {"node-b", "node-c"}
+
+
+def test_lvm_says_when_no_node_has_room() -> None:
+    ref = backend("fast", LVM)
+    ctx = ProvisionContext(
+        nodes=(
+            node("node-a", free="2Gi", backend_name="fast"),
+            node("node-b", free="3Gi", backend_name="fast"),
+        )
+    )
+    with pytest.raises(
+        Unprovisionable,
+        match="no node has 5Gi free in backend fast: the largest free is 3Gi on node node-b",
+    ):
+        built_volume(ref, claim(), ctx)
+
+
+def test_lvm_refuses_a_selected_node_without_room() -> None:
+    ref = backend("fast", LVM)
+    ctx = ProvisionContext(nodes=(node("node-a", free="1Gi", backend_name="fast"),))
+    with pytest.raises(Unprovisionable, match=r"node node-a has 1Gi free .* the claim needs 5Gi"):
+        built_volume(ref, claim(selected_node="node-a"), ctx)
+
+
+def test_lvm_block_claims_get_the_logical_volume_device() -> None:
+    ref = backend("fast", LVM)
+    volume = built_volume(
+        ref, claim(volume_mode="Block", selected_node="node-a"), ProvisionContext()
+    )
+    assert volume["spec"]["volumeMode"] == "Block"
+    assert volume["spec"]["local"] == {"path": f"/dev/vg-data/{DIRECTORY}"}
+
+
+def test_rbd_image_per_claim_pinned_to_a_node_filesystem_only() -> None:
+    spec = {"rbd": {"monitors": ["10.0.0.21"], "pool": "k8s", "userSecretRef": SECRET}}
+    ref = backend("ceph-rbd", spec)
+    volume = built_volume(ref, claim(selected_node="node-a"), ProvisionContext())
+    assert volume["spec"]["local"] == {"path": f"/var/lib/stowage/volumes/ceph-rbd/{DIRECTORY}"}
+    assert volume["metadata"]["annotations"]["stowage.io/block-volume"] == DIRECTORY
+    assert affinity(volume)[0]["key"] == "kubernetes.io/hostname"
+    with pytest.raises(Unprovisionable, match="cannot serve volumeMode Block"):
+        built_volume(ref, claim(volume_mode="Block", selected_node="node-a"), ProvisionContext())
+    with pytest.raises(Unprovisionable, match="single-node filesystem"):
+        built_volume(ref, claim(modes=("ReadWriteMany",)), ProvisionContext())
+    assert driver_for(ref.spec.storage_type).secret_requirements(ref)[0].keys == (
+        "userID",
+        "userKey",
+    )
