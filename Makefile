@@ -22,6 +22,9 @@ unit: setup
 test:  ## the whole suite: lint, unit, integration, e2e on a real local cluster
 	@bash scripts/test.sh
 
+demo:  ## the main job: local cluster, stowage installed, real volumes shown
+	@bash scripts/demo.sh
+
 cluster-up:
 	@bash e2e/cluster.sh up
 

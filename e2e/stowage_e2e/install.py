@@ -12,12 +12,14 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from stowage_e2e.kube import Kube
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_DIR / "charts" / "stowage"
@@ -27,6 +29,8 @@ KUBE_VERSION = "1.34.4"
 NAMESPACE = "stowage-system"
 RELEASE = "stowage"
 OPERATOR_DEPLOYMENT = "stowage-operator"
+METRICS_SERVICE = "stowage-operator-metrics"
+OPERATOR_SELECTOR = "app.kubernetes.io/component=operator,app.kubernetes.io/name=stowage"
 INSTALL_TIMEOUT = "5m"
 
 Values = Mapping[str, Any]
@@ -58,9 +62,11 @@ class Helm:
         if self.kubeconfig is not None:
             env["KUBECONFIG"] = str(self.kubeconfig)
         with tempfile.NamedTemporaryFile("w", suffix=".json") as values_file:
-            json.dump(dict(values or {}), values_file)
-            values_file.flush()
-            command = [str(binary), *args, "--values", values_file.name]
+            command = [str(binary), *args]
+            if values is not None:
+                json.dump(dict(values), values_file)
+                values_file.flush()
+                command += ["--values", values_file.name]
             result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if check and result.returncode != 0:
             raise AssertionError(
@@ -138,8 +144,32 @@ class Images:
         }
 
 
+def adopt_crds(kubeconfig: Path, namespace: str = NAMESPACE) -> None:
+    """Hands CRDs applied with kubectl (as the integration tier does) over to the release.
+
+    Helm refuses to install over objects it does not own; these labels and annotations are
+    Helm's documented way to adopt them. Nothing is deleted, so no backend is lost.
+    """
+    kube = Kube(kubeconfig)
+    for crd in generated_crds():
+        name = crd["metadata"]["name"]
+        if kube.run("get", "crd", name, check=False).returncode != 0:
+            continue
+        kube.run("label", "--overwrite", "crd", name, "app.kubernetes.io/managed-by=Helm")
+        kube.run(
+            "annotate",
+            "--overwrite",
+            "crd",
+            name,
+            f"meta.helm.sh/release-name={RELEASE}",
+            f"meta.helm.sh/release-namespace={namespace}",
+        )
+
+
 def install(helm: Helm, images: Images, values: Values | None = None) -> None:
     """`helm upgrade --install` the chart and wait until the operator is Ready."""
+    if helm.kubeconfig is not None:
+        adopt_crds(helm.kubeconfig)
     helm.run(
         "upgrade",
         "--install",
@@ -166,6 +196,34 @@ def merge(base: Values, override: Values) -> dict[str, Any]:
     return merged
 
 
+@dataclass
+class OperatorLogs:
+    """The logs of every operator pod of the session, kept before a pod goes away."""
+
+    kubeconfig: Path
+    by_pod: dict[str, str] = field(default_factory=dict)
+
+    def collect(self) -> None:
+        """Reads the logs of the operator pods running now (call before replacing them)."""
+        kube = Kube(self.kubeconfig)
+        pods = kube.text(
+            "--namespace", NAMESPACE, "get", "pods", "-l", OPERATOR_SELECTOR, "-o", "name"
+        )
+        for pod in pods.split():
+            logs = kube.run("--namespace", NAMESPACE, "logs", pod, check=False)
+            if logs.returncode == 0:
+                self.by_pod[pod] = logs.stdout
+
+    def forbidden(self) -> list[str]:
+        """Log lines that report an API request the operator's RBAC refused."""
+        return [
+            f"{pod}: {line}"
+            for pod, text in self.by_pod.items()
+            for line in text.splitlines()
+            if "forbidden" in line.lower() or " 403" in line
+        ]
+
+
 @pytest.fixture(scope="session")
 def stowage_images(image_builder: Any) -> Images:
     """The operator and helper images of this tree, built and in the cluster's containerd."""
@@ -175,7 +233,20 @@ def stowage_images(image_builder: Any) -> Images:
 
 
 @pytest.fixture(scope="session")
-def stowage_installed(kubeconfig: Path, stowage_images: Images) -> Iterator[Images]:
-    """stowage installed by its chart in `stowage-system`, operator Ready; kept for the session."""
+def operator_logs(kubeconfig: Path) -> OperatorLogs:
+    return OperatorLogs(Path(kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def stowage_installed(
+    kubeconfig: Path, stowage_images: Images, operator_logs: OperatorLogs
+) -> Iterator[Images]:
+    """stowage installed by its chart in `stowage-system`, operator Ready; kept for the session.
+
+    At the end of the session no operator pod may have logged a Forbidden (403) answer.
+    """
     install(Helm(Path(kubeconfig)), stowage_images)
     yield stowage_images
+    operator_logs.collect()
+    forbidden = operator_logs.forbidden()
+    assert not forbidden, "the operator was refused by the API server:\n" + "\n".join(forbidden)

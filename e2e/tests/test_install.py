@@ -14,8 +14,10 @@ import pytest
 from stowage_e2e.install import (
     NAMESPACE,
     OPERATOR_DEPLOYMENT,
+    OPERATOR_SELECTOR,
     Helm,
     Images,
+    OperatorLogs,
     install,
     of_kind,
     render,
@@ -23,8 +25,6 @@ from stowage_e2e.install import (
 )
 
 pytestmark = pytest.mark.e2e
-
-OPERATOR_SELECTOR = "app.kubernetes.io/component=operator,app.kubernetes.io/name=stowage"
 
 
 def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
@@ -113,13 +113,15 @@ def test_install_runs_the_operator_from_the_built_images(
 
 
 def test_upgrade_with_a_changed_value_rolls_the_operator(
-    kubeconfig: Path, stowage_installed: Images
+    kubeconfig: Path, stowage_installed: Images, operator_logs: OperatorLogs
 ) -> None:
     before = the_ready_operator_pod(kubeconfig)
     helm = Helm(kubeconfig)
+    operator_logs.collect()
     try:
         install(helm, stowage_installed, {"operator": {"logLevel": "debug"}})
         after = the_ready_operator_pod(kubeconfig)
+        operator_logs.collect()
         assert after["metadata"]["uid"] != before["metadata"]["uid"]
         (container,) = after["spec"]["containers"]
         env = {variable["name"]: variable.get("value") for variable in container["env"]}
@@ -129,7 +131,7 @@ def test_upgrade_with_a_changed_value_rolls_the_operator(
 
 
 def test_uninstall_keeps_the_crds_and_the_users_backends(
-    kubeconfig: Path, stowage_installed: Images
+    kubeconfig: Path, stowage_installed: Images, operator_logs: OperatorLogs
 ) -> None:
     backend = {
         "apiVersion": "stowage.io/v1alpha1",
@@ -139,6 +141,7 @@ def test_uninstall_keeps_the_crds_and_the_users_backends(
     }
     kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(backend))
     helm = Helm(kubeconfig)
+    operator_logs.collect()
     try:
         helm.run("uninstall", "stowage", "--namespace", NAMESPACE, "--wait")
         assert not operator_pods(kubeconfig)

@@ -16,6 +16,7 @@ from stowage.settings import LogFormat, LogLevel
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s%(object_suffix)s: %(message)s"
 JSON_FIELDS = ("asctime", "levelname", "name", "message")
+JSON_OUTPUT_FIELDS = frozenset({"time", "level", "logger", "message", "object", "exc_info"})
 # Libraries whose debug output drowns everything else (wire dumps of every request).
 NOISY_LOGGERS = ("urllib3", "aiohttp.access", "asyncio")
 # kopf logs every successful indexer, timer and event handler call at INFO: only from debug on.
@@ -43,13 +44,17 @@ def describe_reference(ref: dict[str, Any]) -> str:
 
 
 class StructuredFormatter(JsonFormatter):
-    """One JSON object per line; `object` only when the record is about one."""
+    """One JSON object per line; `object` only when the record is about one.
+
+    Only the known fields are written: kopf passes its live settings object as a record extra,
+    which neither serializes nor belongs in a log line.
+    """
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        log_data.pop("object_suffix", None)
-        if not log_data.get("object"):
-            log_data.pop("object", None)
-        return log_data
+        kept = {key: value for key, value in log_data.items() if key in JSON_OUTPUT_FIELDS}
+        if not kept.get("object"):
+            kept.pop("object", None)
+        return kept
 
 
 def configure(log_format: LogFormat, level: LogLevel) -> None:

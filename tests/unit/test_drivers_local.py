@@ -151,7 +151,12 @@ def test_host_path_uses_the_node_the_scheduler_selected() -> None:
     ref = backend("local", HOST_PATH)
     ctx = ProvisionContext(nodes=(node("node-a"), node("node-b")))
     volume = built_volume(ref, claim(selected_node="node-b"), ctx)
-    assert volume["spec"]["local"] == {"path": f"/srv/stowage/{DIRECTORY}"}
+    # The kubelet makes the directory itself: the claim works without a mount helper.
+    assert volume["spec"]["hostPath"] == {
+        "path": f"/srv/stowage/{DIRECTORY}",
+        "type": "DirectoryOrCreate",
+    }
+    assert "local" not in volume["spec"]
     assert affinity(volume) == [
         {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-b"]}
     ]

@@ -97,7 +97,7 @@ def test_persistent_volume_pre_bound_to_its_claim() -> None:
             "volumeMode": "Filesystem",
             "persistentVolumeReclaimPolicy": "Retain",
             "storageClassName": "local-fast",
-            "local": {"path": path},
+            "hostPath": {"path": path, "type": "DirectoryOrCreate"},
             "nodeAffinity": {
                 "required": {
                     "nodeSelectorTerms": [

@@ -171,7 +171,8 @@ start_controllers() {
     --service-account-private-key-file "$PKI_DIR/sa.key" --root-ca-file "$PKI_DIR/ca.crt" \
     --cluster-signing-cert-file "$PKI_DIR/ca.crt" --cluster-signing-key-file "$PKI_DIR/ca.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" --cluster-cidr "$POD_CIDR" \
-    --allocate-node-cidrs=false --cert-dir "$STATE_DIR/controller-manager-certs"
+    --allocate-node-cidrs=false --cert-dir "$STATE_DIR/controller-manager-certs" \
+    --kube-api-qps 100 --kube-api-burst 200
   start_daemon kube-scheduler "$BIN_DIR/kube-scheduler" \
     --kubeconfig "$ks" --authentication-kubeconfig "$ks" --authorization-kubeconfig "$ks" \
     --bind-address 127.0.0.1 --leader-elect=false
