@@ -74,7 +74,15 @@ def main() -> None:
     kube.apply(scenario.writer_pod("writer", "notes", images.operator, text), NAMESPACE)
     kube.wait_for_pod_phase("writer", NAMESPACE, timeout=180)
     volume = scenario.bound_volume(kube, "notes", NAMESPACE)
-    scenario.wait_bound(kube, "shared", NAMESPACE)
+    nfs_volume = scenario.bound_volume(kube, "shared", NAMESPACE)
+    for backend in (HOST_PATH_BACKEND, NFS_BACKEND):  # counted on the next resync
+        kube.wait_for(
+            "storagebackend",
+            backend,
+            None,
+            lambda found: found.get("status", {}).get("volumes", 0) >= 1,
+            what="its volume counted",
+        )
 
     step("kubectl get storagebackends,pvc,pv")
     print(kube.text("get", "storagebackends"))
@@ -86,7 +94,10 @@ def main() -> None:
     print(f"the pod's log:        {kube.logs('writer', NAMESPACE).strip()}")
     on_node = Path(volume["spec"]["hostPath"]["path"]) / "hello.txt"
     print(f"on the node, {on_node}:\n                      {on_node.read_text().strip()}")
-    print(f"NFSv4 export listing: {ganesha.list('/export')}")
+    source = nfs_volume["spec"]["nfs"]
+    print(f"the NFS claim's PV:   nfs://{source['server']}{source['path']}")
+    print(f"the export, read over NFSv4 by libnfs: {ganesha.list('/export')}")
+    print("(its claim directories are made by the mount helper: not built yet)")
 
     print(f"\ndemo done in {time.monotonic() - started:.0f} s; KUBECONFIG={kubeconfig}")
     print("explore with kubectl; `make cluster-down` removes everything")

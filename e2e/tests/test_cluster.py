@@ -21,6 +21,7 @@ from stowage_e2e.cluster import settings
 from stowage_e2e.fixtures import ClusterHandle, TestHostFactory
 from stowage_e2e.hosts import TestHost
 from stowage_e2e.images import ImageBuilder
+from stowage_e2e.install import OperatorLogs
 from stowage_e2e.kube import Kube, KubectlError, pod
 
 pytestmark = pytest.mark.e2e
@@ -524,10 +525,16 @@ def residue() -> dict[str, list[str]]:
 
 @pytest.mark.cluster_lifecycle
 def test_down_leaves_nothing_behind_and_up_works_again(
-    cluster: ClusterHandle, kube: Kube, test_hosts: TestHostFactory, tools_image: str
+    cluster: ClusterHandle,
+    kube: Kube,
+    test_hosts: TestHostFactory,
+    tools_image: str,
+    operator_logs: OperatorLogs,
 ) -> None:
     if cluster.provider != "local":
         pytest.skip("only the local provider's residue can be checked on this machine")
+    # `down` ends the session's operator pod: keep its log for the no-403 check.
+    operator_logs.collect()
     # Leave something of everything behind: a running pod with a volume, a test host.
     host = test_hosts.one()
     kube.apply(pod("lingerer", tools_image, ["sleep", "3600"]), "default")
