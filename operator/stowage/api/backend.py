@@ -68,6 +68,8 @@ HostList = Annotated[list[Host], Field(min_length=1, max_length=16)]
 ServerAddressList = Annotated[list[ServerAddress], Field(min_length=1, max_length=16)]
 NodeNames = Annotated[list[DnsSubdomain], Field(max_length=256)]
 VOLUME_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"
+# A Gluster volume, RADOS pool or CephFS filesystem name.
+StorageObjectName = Annotated[str, Field(min_length=1, max_length=255, pattern=VOLUME_NAME_PATTERN)]
 
 
 # --- node-local and ephemeral types ----------------------------------------
@@ -382,10 +384,7 @@ class GlusterfsSpec(ApiModel):
         "are fallbacks).",
         json_schema_extra=SET_LIST,
     )
-    volume: str = Field(
-        min_length=1,
-        max_length=255,
-        pattern=VOLUME_NAME_PATTERN,
+    volume: StorageObjectName = Field(
         description="Name of the Gluster volume.",
         json_schema_extra=immutable("glusterfs.volume"),
     )
@@ -414,10 +413,7 @@ class CephClientSpec(ApiModel):
 class RbdSpec(CephClientSpec):
     """A Ceph RBD pool; each claim is one RBD image."""
 
-    pool: str = Field(
-        min_length=1,
-        max_length=255,
-        pattern=VOLUME_NAME_PATTERN,
+    pool: StorageObjectName = Field(
         description="RADOS pool that holds the images.",
         json_schema_extra=immutable("rbd.pool"),
     )
@@ -433,11 +429,8 @@ class RbdSpec(CephClientSpec):
 class CephfsSpec(CephClientSpec):
     """A CephFS filesystem; each claim gets a directory with a quota."""
 
-    fs_name: str = Field(
+    fs_name: StorageObjectName = Field(
         default="cephfs",
-        min_length=1,
-        max_length=255,
-        pattern=VOLUME_NAME_PATTERN,
         description="Name of the CephFS filesystem.",
         json_schema_extra=immutable("cephfs.fsName"),
     )
