@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -317,3 +318,28 @@ def test_killed_operator_restarts_without_duplicate_volumes(
     for manifest in manifests:
         api.delete(PERSISTENT_VOLUME_CLAIMS, manifest["metadata"]["name"], namespace)
     wait_for(lambda: not api.volumes_of(name), timeout=60, what="all burst volumes reclaimed")
+
+
+def test_a_burst_of_iscsi_claims_never_shares_a_lun(
+    api: Api,
+    operator: OperatorProcess,
+    backends: Callable[[str, dict[str, Any]], str],
+    namespace: str,
+) -> None:
+    count = 12
+    luns = [{"lun": number, "size": "1Gi"} for number in range(1, count + 1)]
+    spec = {"iscsi": {**SPECS["iscsi"]["iscsi"], "luns": luns}, **IMMEDIATE}
+    name = backends("lun-burst", spec)
+    api.wait_condition(name, status="True", reason="Available")
+    # All at once, from several connections: the operator plans each claim before it has
+    # seen the volumes of the others.
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        list(
+            pool.map(
+                lambda index: api.apply(claim_manifest(f"lun-{index:02d}", namespace, name)),
+                range(count),
+            )
+        )
+    volumes = [bound_volume(api, namespace, f"lun-{index:02d}") for index in range(count)]
+    assigned = sorted(volume["spec"]["iscsi"]["lun"] for volume in volumes)
+    assert assigned == list(range(1, count + 1)), f"LUNs handed out: {assigned}"

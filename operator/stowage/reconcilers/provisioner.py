@@ -59,9 +59,34 @@ class Failure:
     retry_after: float
 
 
+class InFlight:
+    """Volumes created but not yet in the index, planned around as if they were.
+
+    Claims are handled concurrently and the index learns of a new PV only from the watch: a
+    claim planned in between would otherwise get the same LUN (or count the same free space)
+    as the one before it. Planning is synchronous, so reading and adding need no lock.
+    """
+
+    def __init__(self) -> None:
+        self._by_backend: dict[str, dict[str, Json]] = {}
+
+    def with_indexed(self, backend: str, indexed: list[Json]) -> list[Json]:
+        pending = self._by_backend.get(backend, {})
+        for name in {volume["metadata"]["name"] for volume in indexed} & pending.keys():
+            del pending[name]  # the index has it now
+        return [*indexed, *pending.values()]
+
+    def add(self, backend: str, volume: Json) -> None:
+        self._by_backend.setdefault(backend, {})[volume["metadata"]["name"]] = volume
+
+    def discard(self, backend: str, volume: Json) -> None:
+        self._by_backend.get(backend, {}).pop(volume["metadata"]["name"], None)
+
+
 class Provisioner:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
+        self._in_flight = InFlight()
         # The last failure Event per claim: the same message is not posted again on each retry.
         self._last_event: dict[str, str] = {}
 
@@ -101,6 +126,7 @@ class Provisioner:
         outcome = self._plan(claim, backend_name, caches)
         if isinstance(outcome, Failure):
             return await self._failed(claim, backend_name, outcome)
+        self._in_flight.add(backend_name, outcome)
         try:
             await self._runtime.call(self._runtime.kube.create, PERSISTENT_VOLUMES, outcome)
         except AlreadyExistsError:
@@ -111,6 +137,7 @@ class Provisioner:
             )
             return None
         except ApiError as error:
+            self._in_flight.discard(backend_name, outcome)
             return await self._failed(
                 claim,
                 backend_name,
@@ -149,7 +176,9 @@ class Provisioner:
                 backend_name,
                 model,
                 claim,
-                volumes=indexes.all_of(caches.volumes_by_backend, backend_name),
+                volumes=self._in_flight.with_indexed(
+                    backend_name, indexes.all_of(caches.volumes_by_backend, backend_name)
+                ),
                 nodes=indexes.values(caches.nodes),
             )
         except driving.Unprovisionable as error:
