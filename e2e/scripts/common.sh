@@ -3,7 +3,11 @@
 # Every slow artefact (Go modules, Go build cache, binaries, images) lives
 # under one stable cache folder so that a second run on the same machine
 # rebuilds nothing.
-set -euo pipefail
+set -Eeuo pipefail
+# A command that fails under `set -e` says which one it was, even in a caller
+# that captures our stdout.
+trap '_status=$?; printf "[%s] failed (exit %s): %s, at %s:%s\n" "$(date +%H:%M:%S)" \
+  "$_status" "$BASH_COMMAND" "${BASH_SOURCE[0]}" "$LINENO" >&2' ERR
 
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPO_DIR=$(cd "$E2E_DIR/.." && pwd)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -220,8 +221,17 @@ class OperatorLogs:
             f"{pod}: {line}"
             for pod, text in self.by_pod.items()
             for line in text.splitlines()
-            if "forbidden" in line.lower() or " 403" in line
+            if is_rbac_refusal(line)
         ]
+
+
+# The RBAC authorizer words every refusal as `User "..." cannot <verb> resource "..."`.
+# Other 403s (a namespace being deleted refuses new Events) are not RBAC's.
+RBAC_REFUSAL = re.compile(r'cannot [a-z]+ resource \\?"')
+
+
+def is_rbac_refusal(log_line: str) -> bool:
+    return bool(RBAC_REFUSAL.search(log_line))
 
 
 @pytest.fixture(scope="session")

@@ -91,8 +91,9 @@ ensure_binaries() {
 # Chains that exist before the cluster are never removed by `down`.
 record_iptables_baseline() {
   [ -f "$STATE_DIR/iptables.before" ] && return 0
-  { iptables-save; ip6tables-save; } 2>/dev/null | grep '^:' | cut -d' ' -f1 | sort -u \
-    > "$STATE_DIR/iptables.before"
+  # A new machine has no chains at all: grep then finds nothing, which is no error.
+  { iptables-save; ip6tables-save; } 2>/dev/null | { grep '^:' || true; } | cut -d' ' -f1 \
+    | sort -u > "$STATE_DIR/iptables.before"
 }
 
 set_sysctl() {

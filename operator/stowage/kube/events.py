@@ -69,4 +69,16 @@ def post_event(
     try:
         kube.create(EVENTS, manifest)
     except ApiError as error:
+        if is_namespace_terminating(error):
+            logger.debug("Event %s not posted: its namespace is being deleted", reason)
+            return
         logger.warning("could not post Event %s (%s): %s", reason, message, error)
+
+
+def is_namespace_terminating(error: ApiError) -> bool:
+    """The namespace lifecycle admission refuses new objects in a namespace being deleted.
+
+    An Event about a claim whose namespace is going away has no reader, so this refusal
+    is expected, not an RBAC problem worth a warning.
+    """
+    return error.status == 403 and "because it is being terminated" in error.message
