@@ -53,6 +53,11 @@ def claim(
 def writer_pod(name: str, claim_name: str, image: str, text: str) -> Manifest:
     """Writes TEXT into the claim, then prints what it reads back from the volume."""
     script = f"echo {json.dumps(text)} > /data/hello.txt && cat /data/hello.txt"
+    return script_pod(name, claim_name, image, script)
+
+
+def script_pod(name: str, claim_name: str, image: str, script: str) -> Manifest:
+    """Runs the shell SCRIPT once, with the claim mounted at /data."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",

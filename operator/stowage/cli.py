@@ -1,4 +1,4 @@
-"""The `stowage` command: `run` the operator, print the `crds`.
+"""The `stowage` command: `run` the operator, print the `crds`, run the mount-helper `agent`.
 
 Each subcommand is one `add_*` function registering its parser and the function that runs it.
 """
@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from stowage import __version__
 from stowage.settings import Settings, add_arguments
@@ -44,6 +45,25 @@ def crds_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     return 0
 
 
+def agent_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from stowage import logging as stowage_logging
+    from stowage.agent.runner import Agent, AgentSettings
+    from stowage.kube import Connection, Kube
+    from stowage.settings import LogFormat, LogLevel
+
+    node = args.node or os.environ.get("NODE_NAME", "")
+    if not node:
+        parser.error("--node (or NODE_NAME) is required")
+    try:
+        log_format = LogFormat(os.environ.get("STOWAGE_LOG_FORMAT", LogFormat.TEXT.value))
+    except ValueError as error:
+        parser.error(f"STOWAGE_LOG_FORMAT: {error}")
+    stowage_logging.configure(log_format, LogLevel.INFO)
+    settings = AgentSettings(backend=args.backend, node=node, interval=args.interval)
+    kube = Kube(Connection.load(args.kubeconfig, pool_size=2), timeout=30)
+    return Agent(kube, settings).run()
+
+
 def add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "run",
@@ -66,12 +86,33 @@ def add_crds(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(command=crds_command, parser=parser)
 
 
+def add_agent(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "agent",
+        help="run the mount helper of one backend on this node (started by the operator)",
+        description="Keep one StorageBackend mounted on this node under "
+        "/var/lib/stowage/mounts/<backend>, label the node mount.stowage.io/<backend>="
+        "ready|failed, and make the directories of the backend's volumes. The operator runs "
+        "it as a privileged DaemonSet per backend.",
+    )
+    parser.add_argument("--backend", required=True, help="the StorageBackend to serve")
+    parser.add_argument("--node", default="", help="this node's name [env NODE_NAME]")
+    parser.add_argument(
+        "--interval", type=float, default=5.0, help="seconds between checks [default 5]"
+    )
+    parser.add_argument(
+        "--kubeconfig", type=Path, default=None, help="kubeconfig (default: in-cluster)"
+    )
+    parser.set_defaults(command=agent_command, parser=parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stowage", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"stowage {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     add_run(subparsers)
     add_crds(subparsers)
+    add_agent(subparsers)
     return parser
 
 

@@ -42,6 +42,15 @@ class Settings:
     resync_interval: float = 10.0
     workers: int = 16
     api_timeout: float = 30.0
+    helper_namespace: str = ""
+    helper_image: str = "localhost/stowage/helper:0.1.0"
+    helper_image_pull_policy: str = "IfNotPresent"
+    helper_service_account: str = "stowage-helper"
+
+    @property
+    def helpers_namespace(self) -> str:
+        """Where the helper DaemonSets run: their own namespace, else the operator's."""
+        return self.helper_namespace or self.namespace
 
     @classmethod
     def resolve(cls, args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
@@ -145,6 +154,27 @@ OPTIONS: tuple[Option, ...] = (
         "seconds before one Kubernetes API request gives up",
         _positive_float,
         "SECONDS",
+    ),
+    Option(
+        "helper_namespace",
+        "namespace of the mount-helper DaemonSets; must allow privileged pods "
+        "(empty: the operator's namespace)",
+        str,
+        "NAME",
+    ),
+    Option("helper_image", "image of the mount helpers", _non_empty, "IMAGE"),
+    Option(
+        "helper_image_pull_policy",
+        "pull policy of the helper image",
+        str,
+        "POLICY",
+        ("Always", "IfNotPresent", "Never"),
+    ),
+    Option(
+        "helper_service_account",
+        "ServiceAccount the helpers run as (in the helper namespace)",
+        _non_empty,
+        "NAME",
     ),
 )
 

@@ -160,6 +160,10 @@ class OperatorProcess:
             "2",
             "--log-level",
             "debug",
+            # The mount helpers' DaemonSets go where a namespace surely exists; their image is
+            # not in the cluster at this tier, so their pods never start.
+            "--helper-namespace",
+            "default",
         ]
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         log.close()

@@ -6,6 +6,7 @@ import base64
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import pytest
@@ -254,8 +255,62 @@ def test_claim_of_a_backend_that_is_not_ready_is_retried(
             },
         }
     )
-    bound_volume(api, namespace, "early", timeout=60)
+    volume = bound_volume(api, namespace, "early", timeout=60)
     api.delete(SECRETS, secret, namespace)
+    api.delete(PERSISTENT_VOLUME_CLAIMS, "early", namespace)
+    release_as_the_helper_would(api, volume["metadata"]["name"], "Delete")
+
+
+def release_as_the_helper_would(api: Api, volume: str, action: str) -> None:
+    """Waits for the operator to hand the released volume's directory to the mount helpers,
+    checks that it waits for them, then marks the work done as a helper does (no helper runs in
+    this tier: the e2e tier runs the real one against GlusterFS)."""
+    handed = wait_for(
+        lambda: (
+            pv
+            if (pv := api.get(PERSISTENT_VOLUMES, volume))
+            and (pv["metadata"].get("annotations") or {}).get("stowage.io/release") == action
+            else None
+        ),
+        timeout=30,
+        what=f"{volume} handed to the helpers for {action}",
+    )
+    assert handed["status"]["phase"] == "Released"
+    time.sleep(2)
+    assert api.get(PERSISTENT_VOLUMES, volume) is not None, "deleted before a helper released it"
+    api.kube.merge_patch(
+        PERSISTENT_VOLUMES,
+        volume,
+        {"metadata": {"annotations": {"stowage.io/released-by": "test-node"}}},
+    )
+    wait_for(partial(api.gone, PERSISTENT_VOLUMES, volume), timeout=30, what=f"{volume} deleted")
+
+
+def test_a_released_archive_volume_is_handed_to_the_helpers_with_its_archive_name(
+    api: Api,
+    operator: OperatorProcess,
+    backends: Callable[[str, dict[str, Any]], str],
+    namespace: str,
+) -> None:
+    spec = {"glusterfs": {"hosts": ["192.0.2.50", "192.0.2.51"], "volume": "gv0"}}
+    name = backends("gluster", {**spec, "provisioning": {"onDelete": "Archive"}, **IMMEDIATE})
+    api.wait_condition(name, status="True", reason="Available")
+    api.apply(claim_manifest("kept", namespace, name, access_modes=("ReadWriteMany",)))
+    volume = bound_volume(api, namespace, "kept")
+    directory = volume["spec"]["local"]["path"].rsplit("/", 1)[1]
+    api.delete(PERSISTENT_VOLUME_CLAIMS, "kept", namespace)
+    handed = wait_for(
+        lambda: (
+            (api.get(PERSISTENT_VOLUMES, volume["metadata"]["name"]) or {})
+            .get("metadata", {})
+            .get("annotations", {})
+            .get("stowage.io/archive-as")
+        ),
+        timeout=30,
+        what="the archive name on the PV",
+    )
+    assert handed == f"archived-{directory}"
+    release_as_the_helper_would(api, volume["metadata"]["name"], "Archive")
 
 
 def test_deletion_waits_for_volumes_then_completes(

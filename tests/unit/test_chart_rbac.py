@@ -46,9 +46,14 @@ FRAMEWORK: set[Permission] = {
 }
 
 
-def syntax_trees() -> Iterator[ast.Module]:
+AGENT_DIR = PACKAGE_DIR / "agent"
+
+
+def syntax_trees(*, agent: bool) -> Iterator[ast.Module]:
+    """The operator's modules, or the mount helper's (`stowage.agent`): two ServiceAccounts."""
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        yield ast.parse(path.read_text(), filename=str(path))
+        if path.is_relative_to(AGENT_DIR) == agent:
+            yield ast.parse(path.read_text(), filename=str(path))
 
 
 def string_value(node: ast.expr | None) -> str:
@@ -68,6 +73,8 @@ def client_permissions(tree: ast.Module) -> Iterator[Permission]:
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
+        if isinstance(node.func, ast.Name) and node.func.id == "post_event":
+            yield ("", "events", "create")  # stowage.kube.events: one Event, created
         for verb, args in called_verbs(node):
             first = args[0] if args else None
             if not isinstance(first, ast.Name) or first.id not in RESOURCES:
@@ -164,10 +171,17 @@ def handler_permissions(tree: ast.Module) -> Iterator[Permission]:
 
 def used_by_the_code() -> set[Permission]:
     used = set(FRAMEWORK)
-    for tree in syntax_trees():
+    for tree in syntax_trees(agent=False):
         used.update(client_permissions(tree))
         used.update(handler_permissions(tree))
         used.update(index_permissions(tree))
+    return used
+
+
+def used_by_the_agent() -> set[Permission]:
+    used: set[Permission] = set()
+    for tree in syntax_trees(agent=True):
+        used.update(client_permissions(tree))
     return used
 
 
@@ -181,15 +195,19 @@ def granted(rules: Iterable[dict[str, list[str]]]) -> set[Permission]:
     }
 
 
-def operator_rules() -> list[dict[str, list[str]]]:
+def component_rules(component: str) -> list[dict[str, list[str]]]:
     manifests = render()
     roles = of_kind(manifests, "ClusterRole") + of_kind(manifests, "Role")
     return [
         rule
         for role in roles
-        if role["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+        if role["metadata"]["labels"]["app.kubernetes.io/component"] == component
         for rule in role["rules"]
     ]
+
+
+def operator_rules() -> list[dict[str, list[str]]]:
+    return component_rules("operator")
 
 
 def test_the_operator_may_do_everything_its_code_does() -> None:
@@ -200,6 +218,10 @@ def test_the_operator_may_do_everything_its_code_does() -> None:
 def test_the_operator_may_do_nothing_its_code_does_not() -> None:
     surplus = granted(operator_rules()) - used_by_the_code()
     assert not surplus, f"operator RBAC grants unused {sorted(surplus)}"
+
+
+def test_the_helper_may_do_exactly_what_the_agent_does() -> None:
+    assert granted(component_rules("helper")) == used_by_the_agent()
 
 
 def test_the_derivation_sees_calls_and_handlers() -> None:

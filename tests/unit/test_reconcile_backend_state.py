@@ -11,9 +11,11 @@ from stowage.reconcilers.backend_state import (
     APPLIED_HASH_ANNOTATION,
     Facts,
     SecretFinding,
+    degraded_condition,
     immutable_fields_differ,
     is_owned_by,
     needs_apply,
+    node_mounts,
     owned_manifest,
     parse_backend,
     ready_condition,
@@ -131,3 +133,17 @@ def test_deletion_wait_names_the_volumes() -> None:
     assert condition.message.startswith("deletion waits for 12 PersistentVolume(s)")
     assert "pvc-0" in condition.message
     assert "and 2 more" in condition.message
+
+
+def test_nodes_where_the_helper_failed_make_the_backend_degraded() -> None:
+    nodes = [
+        {"metadata": {"name": f"node-{i}", "labels": {"mount.stowage.io/files": state}}}
+        for i, state in enumerate(["ready", "failed", "ready", "failed"])
+    ] + [{"metadata": {"name": "unlabelled"}}]
+    mounts = node_mounts("files", nodes)
+    assert mounts == {"ready": ["node-0", "node-2"], "failed": ["node-1", "node-3"]}
+    condition = degraded_condition(Facts(mount_failed_nodes=tuple(mounts["failed"])))
+    assert (condition.status.value, condition.reason) == ("True", "MountFailed")
+    assert "on 2 node(s): node-1, node-3" in condition.message
+    healthy = degraded_condition(Facts())
+    assert (healthy.status.value, healthy.reason) == ("False", "AsExpected")

@@ -28,6 +28,7 @@ HOSTNAME_LABEL = "kubernetes.io/hostname"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 MOUNT_LABEL_PREFIX = "mount.stowage.io/"
 MOUNT_READY = "ready"
+MOUNT_FAILED = "failed"
 # Free bytes of a backend on a node, published by the mount helper (as TopoLVM does).
 CAPACITY_ANNOTATION_PREFIX = "capacity.stowage.io/"
 
@@ -123,6 +124,11 @@ NODE_ANNOTATION = "stowage.io/node"
 LUN_ANNOTATION = "stowage.io/lun"
 BLOCK_VOLUME_ANNOTATION = "stowage.io/block-volume"
 READ_ONLY_ANNOTATION = "stowage.io/read-only"
+# A released volume's data work handed to the mount helpers: the request (Delete or Archive),
+# the archive's directory name, and the node whose helper did it.
+RELEASE_ANNOTATION = "stowage.io/release"
+ARCHIVE_AS_ANNOTATION = "stowage.io/archive-as"
+RELEASED_BY_ANNOTATION = "stowage.io/released-by"
 
 
 @dataclass(frozen=True)

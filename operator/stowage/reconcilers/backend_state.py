@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from stowage.api.backend import StorageBackend, StorageType
 from stowage.api.common import API_VERSION, Condition
+from stowage.drivers.base import mount_label
 from stowage.kube import Json
 from stowage.status import DEGRADED, READY, desired, merge, transitions
 
@@ -40,6 +41,8 @@ class Reason:
     DELETION_WAITING = "DeletionWaitingForVolumes"
     AS_EXPECTED = "AsExpected"
     STATIC_VOLUMES_FAILED = "StaticVolumesFailed"
+    HELPER_FAILED = "HelperFailed"
+    MOUNT_FAILED = "MountFailed"
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -84,6 +87,8 @@ class Facts:
     storage_class_error: str | None = None
     storage_class_foreign: bool = False
     static_volume_errors: tuple[str, ...] = field(default_factory=tuple)
+    helper_error: str | None = None
+    mount_failed_nodes: tuple[str, ...] = ()
 
 
 def ready_condition(facts: Facts, storage_type: StorageType | None) -> Condition:
@@ -110,6 +115,8 @@ def ready_condition(facts: Facts, storage_type: StorageType | None) -> Condition
         )
     if facts.storage_class_error:
         return desired(READY, False, Reason.STORAGE_CLASS_FAILED, facts.storage_class_error)
+    if facts.helper_error:
+        return desired(READY, False, Reason.HELPER_FAILED, facts.helper_error)
     if facts.csi_driver and not facts.csi_driver_installed:
         return desired(
             READY,
@@ -132,18 +139,46 @@ def degraded_condition(facts: Facts) -> Condition:
         return desired(
             DEGRADED, True, Reason.STATIC_VOLUMES_FAILED, "; ".join(facts.static_volume_errors)
         )
+    if facts.mount_failed_nodes:
+        failed = sorted(facts.mount_failed_nodes)
+        shown = ", ".join(failed[:10]) + (
+            f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+        )
+        return desired(
+            DEGRADED,
+            True,
+            Reason.MOUNT_FAILED,
+            f"the mount helper cannot mount the backend on {len(failed)} node(s): {shown}; "
+            "their volumes are not scheduled there (see the backend's MountFailed Events)",
+        )
     return desired(DEGRADED, False, Reason.AS_EXPECTED, "")
 
 
+def node_mounts(backend_name: str, nodes: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Node names by the value of their mount label for the backend (ready, failed)."""
+    label = mount_label(backend_name)
+    found: dict[str, list[str]] = {}
+    for node in nodes:
+        value = ((node.get("metadata") or {}).get("labels") or {}).get(label)
+        if value:
+            found.setdefault(value, []).append(node["metadata"]["name"])
+    return found
+
+
+def listed(names: Sequence[str], most: int = 10) -> str:
+    """`a, b, c and 7 more`: names for a condition message, never unbounded."""
+    ordered = sorted(names)
+    more = f" and {len(ordered) - most} more" if len(ordered) > most else ""
+    return ", ".join(ordered[:most]) + more
+
+
 def waiting_for_volumes(volume_names: Sequence[str]) -> Condition:
-    shown = ", ".join(sorted(volume_names)[:10])
-    more = f" and {len(volume_names) - 10} more" if len(volume_names) > 10 else ""
     return desired(
         READY,
         False,
         Reason.DELETION_WAITING,
         f"deletion waits for {len(volume_names)} PersistentVolume(s) provisioned from this "
-        f"backend: {shown}{more}",
+        f"backend: {listed(volume_names)}",
     )
 
 

@@ -7,6 +7,7 @@ that changed). The operator writes the status of a backend, never its spec.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -16,10 +17,17 @@ import kopf
 from stowage import metrics
 from stowage.api.backend import StorageBackend
 from stowage.api.common import Condition
+from stowage.drivers.base import MOUNT_FAILED, MOUNT_READY
 from stowage.kube import AlreadyExistsError, ApiError, InvalidError, Json
 from stowage.kube.events import post_event
-from stowage.kube.resources import PERSISTENT_VOLUMES, STORAGE_BACKENDS, STORAGE_CLASSES
+from stowage.kube.resources import (
+    DAEMON_SETS,
+    PERSISTENT_VOLUMES,
+    STORAGE_BACKENDS,
+    STORAGE_CLASSES,
+)
 from stowage.kube.secrets import secret_keys
+from stowage.objects.helper_daemonset import HelperSettings
 from stowage.reconcilers import driving, indexes
 from stowage.reconcilers.backend_state import (
     Facts,
@@ -28,6 +36,7 @@ from stowage.reconcilers.backend_state import (
     immutable_fields_differ,
     is_owned_by,
     needs_apply,
+    node_mounts,
     owned_manifest,
     parse_backend,
     ready_condition,
@@ -64,19 +73,27 @@ class BackendReconciler:
         storage_classes: Index,
         csi_drivers: Index,
         volumes: list[Json],
+        nodes: list[Json],
     ) -> None:
         name = body["metadata"]["name"]
         model = parse_backend(body)
+        observed: dict[str, Any] = {"volumes": len(volumes)}
         if isinstance(model, str):
             facts = Facts(spec_problems=(model,))
             storage_type = None
         else:
             facts = await self._gather(body, model, storage_classes, csi_drivers, volumes)
             storage_type = model.spec.storage_type
-        conditions = [ready_condition(facts, storage_type), degraded_condition(facts)]
-        observed: dict[str, Any] = {"volumes": len(volumes)}
-        if storage_type is not None:
             observed["storageType"] = storage_type.value
+            if driving.helper(name, model, self._helpers()) is not None:
+                mounts = node_mounts(name, nodes)
+                failed = tuple(mounts.get(MOUNT_FAILED, ()))
+                observed["nodes"] = {
+                    "mounted": len(mounts.get(MOUNT_READY, ())),
+                    "failed": len(failed),
+                }
+                facts = dataclasses.replace(facts, mount_failed_nodes=failed)
+        conditions = [ready_condition(facts, storage_type), degraded_condition(facts)]
         await self._report(body, patch, conditions, observed)
         metrics.BACKEND_VOLUMES.labels(name).set(len(volumes))
         metrics.BACKEND_READY.labels(name).set(1 if conditions[0].status.value == "True" else 0)
@@ -115,6 +132,7 @@ class BackendReconciler:
             class_error = await self._sync_storage_class(class_manifest, observed_class)
         csi_driver = driving.csi_driver_name(name, model)
         static_errors = await self._sync_static_volumes(body, model, volumes)
+        helper_error = await self._sync_helper(body, model)
         return Facts(
             secrets=secrets,
             csi_driver=csi_driver,
@@ -124,6 +142,7 @@ class BackendReconciler:
             storage_class_error=class_error,
             storage_class_foreign=foreign,
             static_volume_errors=static_errors,
+            helper_error=helper_error,
         )
 
     async def _sync_storage_class(self, manifest: Json, observed: Json | None) -> str | None:
@@ -145,6 +164,36 @@ class BackendReconciler:
             return f"StorageClass {name} could not be written: {error}"
         logger.info("StorageClass %s applied", name)
         return None
+
+    async def _sync_helper(self, body: Mapping[str, Any], model: StorageBackend) -> str | None:
+        """Applies the backend's mount-helper DaemonSet when it is missing or drifted."""
+        desired_helper = driving.helper(body["metadata"]["name"], model, self._helpers())
+        if desired_helper is None:
+            return None
+        manifest = owned_manifest(desired_helper, body)
+        metadata = manifest["metadata"]
+        kube = self._runtime.kube
+        try:
+            observed = await self._runtime.call(
+                kube.get, DAEMON_SETS, metadata["name"], metadata["namespace"]
+            )
+            if needs_apply(manifest, observed):
+                await self._runtime.call(kube.apply, DAEMON_SETS, manifest)
+                logger.info(
+                    "helper DaemonSet %s/%s applied", metadata["namespace"], metadata["name"]
+                )
+        except ApiError as error:
+            return f"helper DaemonSet {metadata['namespace']}/{metadata['name']}: {error}"
+        return None
+
+    def _helpers(self) -> HelperSettings:
+        settings = self._runtime.settings
+        return HelperSettings(
+            namespace=settings.helpers_namespace,
+            image=settings.helper_image,
+            image_pull_policy=settings.helper_image_pull_policy,
+            service_account=settings.helper_service_account,
+        )
 
     async def _sync_static_volumes(
         self, body: Mapping[str, Any], model: StorageBackend, volumes: list[Json]
@@ -212,7 +261,8 @@ class BackendReconciler:
         storage_classes: Index,
         volumes: list[Json],
     ) -> None:
-        """Waits while volumes of the backend exist, then removes its StorageClass."""
+        """Waits while volumes of the backend exist, then removes its helpers and StorageClass."""
+        name = body["metadata"]["name"]
         unclaimed_static = [v for v in volumes if is_unbound_static_volume(v)]
         for volume in unclaimed_static:
             await self._runtime.call(
@@ -228,6 +278,16 @@ class BackendReconciler:
             )
             raise kopf.TemporaryError(
                 f"{len(in_use)} volume(s) still exist", delay=self._runtime.settings.resync_interval
+            )
+        model = parse_backend(body)
+        helper = None if isinstance(model, str) else driving.helper(name, model, self._helpers())
+        if helper is not None:
+            # The agents see their backend going, unmount and remove their node labels.
+            await self._runtime.call(
+                self._runtime.kube.delete,
+                DAEMON_SETS,
+                helper["metadata"]["name"],
+                namespace=helper["metadata"]["namespace"],
             )
         for storage_class in indexes.values(storage_classes):
             if is_owned_by(storage_class, body):
@@ -266,6 +326,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
                 caches.storage_classes,
                 caches.csi_drivers,
                 indexes.all_of(caches.volumes_by_backend, name),
+                indexes.values(caches.nodes),
             )
 
     @kopf.on.delete(*selector, id="finalize", registry=registry)

@@ -11,24 +11,32 @@ from dataclasses import dataclass
 from typing import Any
 
 from stowage import objects
-from stowage.api.backend import StorageBackend
+from stowage.api.backend import OnDelete, StorageBackend
 from stowage.api.common import parse_quantity
 from stowage.drivers import driver_for
 from stowage.drivers.base import (
+    ARCHIVE_AS_ANNOTATION,
+    RELEASE_ANNOTATION,
     BackendRef,
     ClaimRequest,
+    HostMount,
     ProvisionContext,
     ProvisionedVolume,
     ReleasePlan,
     Unprovisionable,
 )
+from stowage.drivers.local import SharedMountDriver
 from stowage.kube import Json
+from stowage.objects.helper_daemonset import HelperSettings, helper_daemonset
 from stowage.reconcilers.claims import selected_node
 
 __all__ = [
     "SecretNeed",
     "Unprovisionable",
     "csi_driver_name",
+    "helper",
+    "helper_release_request",
+    "host_mount",
     "release_volume",
     "secret_requirements",
     "static_volumes",
@@ -75,6 +83,32 @@ def static_volumes(name: str, model: StorageBackend) -> list[Json]:
     ref = _ref(name, model)
     driver = driver_for(model.spec.storage_type)
     return [objects.static_persistent_volume(ref, volume) for volume in driver.static_volumes(ref)]
+
+
+def host_mount(name: str, model: StorageBackend, node: str) -> HostMount | None:
+    """How the helper mounts the backend on `node`; None for types without a backend mount."""
+    return driver_for(model.spec.storage_type).host_mount(_ref(name, model), node)
+
+
+def helper_release_request(plan: ReleasePlan, model: StorageBackend) -> dict[str, str] | None:
+    """The PV annotations that ask the backend's helpers to delete or archive the volume's
+    directory; None when no host-side work is due (Retain, or a type without helpers)."""
+    if not isinstance(driver_for(model.spec.storage_type), SharedMountDriver):
+        return None
+    if plan.action is OnDelete.RETAIN or not plan.location.path:
+        return None
+    request = {RELEASE_ANNOTATION: plan.action.value}
+    if plan.archive_name:
+        request[ARCHIVE_AS_ANNOTATION] = plan.archive_name
+    return request
+
+
+def helper(name: str, model: StorageBackend, settings: HelperSettings) -> Json | None:
+    """The backend's mount-helper DaemonSet, for types whose volumes live in the backend mount
+    (glusterfs, cephfs, cifs). The helpers' work for the other types is not built yet."""
+    if not isinstance(driver_for(model.spec.storage_type), SharedMountDriver):
+        return None
+    return helper_daemonset(_ref(name, model), settings)
 
 
 def claim_request(claim: Mapping[str, Any]) -> ClaimRequest:

@@ -21,7 +21,12 @@ from typing import Any
 import kopf
 
 from stowage import metrics
-from stowage.drivers.base import BACKEND_LABEL
+from stowage.drivers.base import (
+    BACKEND_LABEL,
+    PATH_ANNOTATION,
+    RELEASE_ANNOTATION,
+    RELEASED_BY_ANNOTATION,
+)
 from stowage.kube import AlreadyExistsError, ApiError, Json
 from stowage.kube.events import post_event
 from stowage.kube.resources import PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES
@@ -49,6 +54,9 @@ PROVISIONING_SUCCEEDED = "ProvisioningSucceeded"
 VOLUME_DELETED = "VolumeDeleted"
 # How soon a claim is tried again, by why it failed (doubling up to five minutes).
 QUICK_RETRY = 2.0
+# A released volume whose directory the helpers have not yet removed is looked at again
+# this often (the helper's own PV update normally comes first).
+HELPER_RELEASE_RETRY = 30.0
 SLOW_RETRY = 30.0
 
 
@@ -244,11 +252,15 @@ class Provisioner:
     async def reclaim(self, volume: Json, backends: Index) -> Retry | None:
         """Releases the data of a Released volume (reclaim policy Delete), then deletes it."""
         metadata = volume["metadata"]
+        annotations = metadata.get("annotations") or {}
         backend_name = (metadata.get("labels") or {}).get(BACKEND_LABEL, "")
         backend = indexes.one(backends, backend_name)
         model = parse_backend(backend) if backend is not None else None
         if model is not None and not isinstance(model, str):
             release = driving.release_volume(backend_name, model, volume)
+            request = driving.helper_release_request(release, model)
+            if request is not None and not annotations.get(RELEASED_BY_ANNOTATION):
+                return await self._hand_release_to_helpers(volume, request)
             logger.info(
                 "volume %s released: data %s (%s)",
                 metadata["name"],
@@ -272,6 +284,32 @@ class Provisioner:
             metrics.VOLUMES_RECLAIMED.labels(backend_name, "Delete").inc()
             logger.info("deleted released volume %s of backend %s", metadata["name"], backend_name)
         return None
+
+    async def _hand_release_to_helpers(self, volume: Json, request: dict[str, str]) -> Retry:
+        """Asks the backend's helpers (through the PV) to delete or archive the directory; the
+        PV is deleted once a helper has marked it done, which is a PV event of its own."""
+        metadata = volume["metadata"]
+        annotations = metadata.get("annotations") or {}
+        if any(annotations.get(key) != value for key, value in request.items()):
+            try:
+                await self._runtime.call(
+                    self._runtime.kube.merge_patch,
+                    PERSISTENT_VOLUMES,
+                    metadata["name"],
+                    {"metadata": {"annotations": request}},
+                )
+            except ApiError as error:
+                logger.warning(
+                    "asking the helpers to release %s failed: %s", metadata["name"], error
+                )
+                return Retry("ApiError", QUICK_RETRY)
+            logger.info(
+                "volume %s released: the mount helpers %s its directory %s",
+                metadata["name"],
+                request[RELEASE_ANNOTATION],
+                annotations.get(PATH_ANNOTATION, ""),
+            )
+        return Retry("WaitingForHelper", HELPER_RELEASE_RETRY)
 
 
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:

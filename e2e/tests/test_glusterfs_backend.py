@@ -1,0 +1,371 @@
+"""GlusterFS end to end: three real Gluster servers, the in-cluster operator, its mount helper.
+
+The helper (`stowage agent`, a privileged DaemonSet) mounts the volume through FUSE on the node,
+labels the node, and makes each claim's directory; pods get `local` PVs below that mount.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stowage.agent.mounting import fuse_client_pids, server_of
+from stowage.drivers.base import BACKEND_LABEL
+from stowage.drivers.placement import rendezvous_order
+from stowage.objects.helper_daemonset import helper_name
+from stowage_e2e import hosts, scenario
+from stowage_e2e.cluster import settings
+from stowage_e2e.gluster import GLUSTERD_PORT, GlusterCluster
+from stowage_e2e.hosts import TestHost
+from stowage_e2e.install import Images
+from stowage_e2e.kube import Kube
+
+pytestmark = pytest.mark.e2e
+
+MOUNTS_DIR = Path("/var/lib/stowage/mounts")
+HELPERS_NAMESPACE = "stowage-system"
+
+
+@pytest.fixture(scope="module")
+def gluster(cluster: object) -> Iterator[GlusterCluster]:
+    """One replica-3 Gluster pool for the module; each test mounts it through its own backend."""
+    servers = hosts.create_hosts(3)
+    try:
+        pool = GlusterCluster.start(servers)
+        yield pool
+        pool.stop()
+    finally:
+        for host in servers:
+            hosts.remove_host(host)
+
+
+def mount_label_of(kube: Kube, backend: str) -> str | None:
+    node = kube.get("node", settings().node_name)
+    labels: dict[str, str] = node["metadata"].get("labels") or {}
+    return labels.get(f"mount.stowage.io/{backend}")
+
+
+def mount_source(path: Path) -> str | None:
+    """The source of the mount at `path` (`host:/volume`), None when nothing is mounted."""
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            if fields[4] == str(path):
+                return fields[fields.index("-") + 2]
+    return None
+
+
+def is_mounted(path: Path) -> bool:
+    return mount_source(path) is not None
+
+
+def wait_for_label(kube: Kube, backend: str, value: str, timeout: float = 180) -> None:
+    kube.wait_for(
+        "node",
+        settings().node_name,
+        None,
+        lambda node: (
+            (node["metadata"].get("labels") or {}).get(f"mount.stowage.io/{backend}") == value
+        ),
+        timeout=timeout,
+        what=f"mount.stowage.io/{backend}={value}",
+    )
+
+
+def backend_events(kube: Kube, backend: str, reason: str) -> list[dict[str, Any]]:
+    events = kube.json(
+        "--namespace",
+        "default",
+        "get",
+        "events",
+        "--field-selector",
+        f"involvedObject.name={backend},reason={reason}",
+        "--output",
+        "json",
+    )
+    return list(events["items"])
+
+
+def release_claim(kube: Kube, namespace: str, backend: str) -> None:
+    """Deletes the writer pod and the claim `data`; waits until its volume is gone."""
+    kube.delete("pod", "writer", namespace, wait=True)
+    kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
+    kube.wait_for(
+        "storagebackend",
+        backend,
+        None,
+        lambda observed: observed.get("status", {}).get("volumes") == 0,
+        timeout=90,
+        what="the released volume gone",
+    )
+
+
+@pytest.fixture
+def new_backend(
+    kube: Kube, gluster: GlusterCluster, stowage_installed: Images
+) -> Iterator[Callable[..., str]]:
+    """Creates StorageBackends of the Gluster pool (each with its own helper and mount)."""
+    created: list[str] = []
+
+    def create(**more: Any) -> str:
+        name = f"gluster-{uuid.uuid4().hex[:6]}"
+        spec: dict[str, Any] = {
+            "glusterfs": {"hosts": [host.ip for host in gluster.hosts], "volume": gluster.volume},
+            **more,
+        }
+        kube.apply(scenario.storage_backend(name, spec))
+        created.append(name)
+        return name
+
+    yield create
+    for name in created:
+        kube.delete("storagebackend", name, wait=True)
+
+
+@pytest.fixture
+def gluster_backend(new_backend: Callable[..., str]) -> str:
+    return new_backend()
+
+
+def test_a_pod_writes_through_the_helper_mount_and_every_brick_has_the_file(
+    kube: Kube,
+    namespace: str,
+    gluster: GlusterCluster,
+    gluster_backend: str,
+    stowage_images: Images,
+) -> None:
+    name = gluster_backend
+    scenario.wait_ready(kube, name)
+    kube.wait_for(
+        "node",
+        settings().node_name,
+        None,
+        lambda node: (
+            (node["metadata"].get("labels") or {}).get(f"mount.stowage.io/{name}") == "ready"
+        ),
+        timeout=180,
+        what=f"mount.stowage.io/{name}=ready",
+    )
+    assert is_mounted(MOUNTS_DIR / name)
+
+    kube.apply(scenario.claim("data", name, "1Gi", "ReadWriteMany"), namespace)
+    text = f"through gluster {uuid.uuid4()}"
+    kube.apply(scenario.writer_pod("writer", "data", stowage_images.operator, text), namespace)
+    finished = kube.wait_for_pod_phase("writer", namespace, timeout=180)
+    assert finished["status"]["phase"] == "Succeeded", finished["status"]
+    assert kube.logs("writer", namespace).strip() == text
+
+    volume = scenario.bound_volume(kube, "data", namespace)
+    relative = Path(volume["spec"]["local"]["path"]).relative_to(MOUNTS_DIR / name)
+    for host in gluster.hosts:
+        on_brick = gluster.brick(host) / relative / "hello.txt"
+        assert on_brick.read_text().strip() == text, f"brick of {host.name}"
+
+    release_claim(kube, namespace, name)
+    kube.delete("storagebackend", name, wait=True)
+    # The helper saw its backend go: unmounted, node label removed.
+    kube.wait_for(
+        "node",
+        settings().node_name,
+        None,
+        lambda node: f"mount.stowage.io/{name}" not in (node["metadata"].get("labels") or {}),
+        timeout=60,
+        what="the mount label removed",
+    )
+    assert not is_mounted(MOUNTS_DIR / name)
+
+
+def first_choice(gluster: GlusterCluster) -> tuple[TestHost, TestHost]:
+    """The node's first and second server in the helper's failover order."""
+    order = rendezvous_order(settings().node_name, [host.ip for host in gluster.hosts])
+    by_ip = {host.ip: host for host in gluster.hosts}
+    return by_ip[order[0]], by_ip[order[1]]
+
+
+def assert_failed_over(
+    kube: Kube, gluster: GlusterCluster, backend: str, dead: TestHost, serving: TestHost, how: str
+) -> None:
+    wait_for_label(kube, backend, "ready")
+    source = mount_source(MOUNTS_DIR / backend)
+    assert source is not None and server_of("glusterfs", source) == serving.ip
+    (failed_over,) = backend_events(kube, backend, "MountFailedOver")
+    print(f"\n{failed_over['message']}")
+    assert f"{dead.ip}:/{gluster.volume}: {how}" in failed_over["message"]
+
+
+def test_the_helper_mounts_through_the_next_server_when_the_first_is_black_holed(
+    kube: Kube, gluster: GlusterCluster, new_backend: Callable[..., str]
+) -> None:
+    first, second = first_choice(gluster)
+    first.cut_off()  # packets dropped: an unbounded connect would hang for minutes
+    try:
+        assert_failed_over(kube, gluster, new_backend(), first, second, "timeout")
+    finally:
+        first.restore()
+
+
+def test_the_helper_moves_on_at_once_from_a_refusing_server(
+    kube: Kube, gluster: GlusterCluster, new_backend: Callable[..., str]
+) -> None:
+    first, second = first_choice(gluster)
+    first.refuse(GLUSTERD_PORT)  # what a stopped glusterd answers: connection refused
+    try:
+        assert_failed_over(kube, gluster, new_backend(), first, second, "refused")
+    finally:
+        first.allow(GLUSTERD_PORT)
+
+
+def test_a_stale_mount_is_noticed_and_mounted_again(
+    kube: Kube, kubeconfig: Path, gluster_backend: str
+) -> None:
+    name = gluster_backend
+    wait_for_label(kube, name, "ready")
+    mount_point = MOUNTS_DIR / name
+    (mount_point / "before.txt").write_text("written before the client died\n")
+    labels = subprocess.Popen(
+        [
+            "kubectl",
+            "--kubeconfig",
+            str(kubeconfig),
+            "get",
+            "node",
+            settings().node_name,
+            "--watch",
+            "--output",
+            f'jsonpath={{.metadata.labels.mount\\.stowage\\.io/{name}}}{{"\\n"}}',
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        (client,) = fuse_clients_of(mount_point)
+        os.kill(client, signal.SIGKILL)  # the mount is left: ENOTCONN on every access
+        kube.wait_for(
+            "storagebackend",
+            name,
+            None,
+            lambda _: bool(backend_events(kube, name, "MountStale")),
+            timeout=120,
+            what="a MountStale event",
+        )
+        wait_for_label(kube, name, "ready", timeout=120)
+        assert (mount_point / "before.txt").read_text() == "written before the client died\n"
+        assert fuse_clients_of(mount_point) and fuse_clients_of(mount_point) != [client]
+    finally:
+        labels.terminate()
+    seen = [value for value in labels.communicate(timeout=10)[0].split() if value]
+    assert "failed" in seen, f"the node label went {seen}"
+    assert seen[-1] == "ready", seen
+
+
+def fuse_clients_of(mount_point: Path) -> list[int]:
+    return fuse_client_pids(str(mount_point))
+
+
+# Writes and reads back 1 MiB files for 45 s; any I/O error or mismatch fails the pod.
+CHECKED_IO = """
+set -eu
+end=$(( $(date +%s) + 45 )); rounds=0
+while [ "$(date +%s)" -lt "$end" ]; do
+  head -c 1048576 /dev/urandom > /data/block.$rounds
+  sum=$(md5sum < /data/block.$rounds)
+  cp /data/block.$rounds /data/copy.$rounds
+  [ "$(md5sum < /data/copy.$rounds)" = "$sum" ] || { echo "mismatch in round $rounds"; exit 1; }
+  rm /data/block.$rounds /data/copy.$rounds
+  rounds=$((rounds + 1))
+done
+echo "rounds without an error: $rounds"
+"""
+
+
+def test_a_helper_restart_leaves_the_mount_and_the_workload_alone(
+    kube: Kube, namespace: str, gluster_backend: str, stowage_images: Images
+) -> None:
+    name = gluster_backend
+    wait_for_label(kube, name, "ready")
+    mount_point = MOUNTS_DIR / name
+    clients = fuse_clients_of(mount_point)
+    assert clients
+    kube.apply(scenario.claim("data", name, "1Gi", "ReadWriteMany"), namespace)
+    kube.apply(scenario.script_pod("io", "data", stowage_images.operator, CHECKED_IO), namespace)
+    kube.wait_for_pod_phase("io", namespace, phases=("Running",), timeout=180)
+
+    (helper,) = helper_pods(kube, name)
+    kube.delete("pod", helper, HELPERS_NAMESPACE, wait=True)
+    kube.wait_for(
+        "daemonset",
+        helper_name(name),
+        HELPERS_NAMESPACE,
+        lambda daemonset: daemonset.get("status", {}).get("numberReady") == 1,
+        timeout=120,
+        what="a new helper pod ready",
+    )
+    assert helper_pods(kube, name) != [helper]
+
+    finished = kube.wait_for_pod_phase("io", namespace, timeout=120)
+    log = kube.logs("io", namespace)
+    assert finished["status"]["phase"] == "Succeeded", log
+    assert "rounds without an error" in log
+    assert fuse_clients_of(mount_point) == clients, "the new helper mounted again"
+    assert not backend_events(kube, name, "MountNotDetached")
+    kube.delete("pod", "io", namespace, wait=True)
+    kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
+
+
+def helper_pods(kube: Kube, backend: str) -> list[str]:
+    pods = kube.json(
+        "--namespace",
+        HELPERS_NAMESPACE,
+        "get",
+        "pods",
+        "--selector",
+        f"{BACKEND_LABEL}={backend}",
+        "--output",
+        "json",
+    )
+    return [
+        pod["metadata"]["name"]
+        for pod in pods["items"]
+        if "deletionTimestamp" not in pod["metadata"]
+    ]
+
+
+@pytest.mark.parametrize("on_delete", ["Delete", "Retain", "Archive"])
+def test_a_released_claims_directory_is_deleted_kept_or_archived(
+    kube: Kube,
+    namespace: str,
+    gluster: GlusterCluster,
+    new_backend: Callable[..., str],
+    stowage_images: Images,
+    on_delete: str,
+) -> None:
+    name = new_backend(provisioning={"onDelete": on_delete})
+    wait_for_label(kube, name, "ready")
+    kube.apply(scenario.claim("data", name, "1Gi", "ReadWriteMany"), namespace)
+    text = f"kept or not {uuid.uuid4()}"
+    kube.apply(scenario.writer_pod("writer", "data", stowage_images.operator, text), namespace)
+    finished = kube.wait_for_pod_phase("writer", namespace, timeout=180)
+    assert finished["status"]["phase"] == "Succeeded", finished["status"]
+    volume = scenario.bound_volume(kube, "data", namespace)
+    relative = Path(volume["spec"]["local"]["path"]).relative_to(MOUNTS_DIR / name)
+    directory = gluster.brick(gluster.hosts[0]) / relative
+    neighbour = MOUNTS_DIR / name / relative.parent / f"another-claim-{on_delete.lower()}"
+    neighbour.mkdir()  # through the mount, as another claim's directory would be made
+    assert (directory / "hello.txt").read_text().strip() == text
+
+    release_claim(kube, namespace, name)
+
+    archived = directory.parent / f"archived-{directory.name}"
+    kept = {"Delete": None, "Retain": directory, "Archive": archived}[on_delete]
+    for candidate in (directory, archived):
+        assert candidate.exists() == (candidate == kept), f"{candidate} after {on_delete}"
+    if kept is not None:
+        assert (kept / "hello.txt").read_text().strip() == text
+    assert neighbour.is_dir()

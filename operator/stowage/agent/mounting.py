@@ -1,0 +1,177 @@
+"""Mounting a backend on this node through its servers in failover order, and checking it.
+
+The order of the sources is the rendezvous order of the node name over the backend's hosts
+(stowage.drivers.placement), so nodes spread evenly over the servers. Before a source is tried
+its server is probed with a bounded TCP connect: a refused connection moves on at once, and a
+black-holed server costs `probe_timeout`, not the kernel's connect timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from stowage.drivers.base import HostMount
+from stowage.objects.helper_daemonset import HOST_CGROUP_ROOT
+
+logger = logging.getLogger(__name__)
+
+# The port each protocol's mount talks to first: Gluster's glusterd, SMB.
+PROBE_PORTS = {"glusterfs": 24007, "cifs": 445}
+# User-space clients that serve a mount for as long as they live.
+FUSE_CLIENTS = frozenset({"glusterfs", "glusterfsd", "ceph-fuse"})
+
+
+@dataclass(frozen=True)
+class Attempt:
+    source: str
+    outcome: str  # "mounted", "refused", "timeout", "unreachable", "mount failed: ..."
+    seconds: float
+
+
+@dataclass(frozen=True)
+class MountResult:
+    mounted_from: str | None
+    attempts: tuple[Attempt, ...]
+
+    @property
+    def failovers(self) -> int:
+        """How many servers were passed over before one served the mount."""
+        return len(self.attempts) - 1 if self.mounted_from else len(self.attempts)
+
+
+def server_of(fs_type: str, source: str) -> str:
+    """`host:/volume` (glusterfs) or `//host/share` (cifs) -> host."""
+    if source.startswith("//"):
+        return source[2:].split("/", 1)[0]
+    return source.split(":", 1)[0]
+
+
+def probe(host: str, port: int, timeout: float) -> str:
+    """ "ok", "refused", "timeout" or "unreachable", after at most `timeout` seconds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return "ok"
+    except ConnectionRefusedError:
+        return "refused"
+    except TimeoutError:
+        return "timeout"
+    except OSError:
+        return "unreachable"
+
+
+def mount_options(mount: HostMount, source: str) -> list[str]:
+    """The backend's options; for Gluster, the other servers as backup volfile servers."""
+    options = list(mount.options)
+    if mount.fs_type == "glusterfs":
+        others = [server_of(mount.fs_type, s) for s in mount.sources if s != source]
+        if others:
+            options.append("backup-volfile-servers=" + ":".join(others))
+    return options
+
+
+def mount_command(mount: HostMount, source: str) -> list[str]:
+    command = ["mount", "-t", mount.fs_type]
+    options = mount_options(mount, source)
+    if options:
+        command += ["-o", ",".join(options)]
+    return [*command, source, mount.mount_point]
+
+
+def mount_with_failover(
+    mount: HostMount, *, probe_timeout: float, mount_timeout: float
+) -> MountResult:
+    """Mounts from the first source whose server answers and whose mount succeeds."""
+    os.makedirs(mount.mount_point, exist_ok=True)
+    attempts: list[Attempt] = []
+    port = PROBE_PORTS.get(mount.fs_type)
+    for source in mount.sources:
+        started = time.monotonic()
+        if port is not None:
+            reached = probe(server_of(mount.fs_type, source), port, probe_timeout)
+            if reached != "ok":
+                attempts.append(Attempt(source, reached, time.monotonic() - started))
+                continue
+        outcome = run_mount(mount_command(mount, source), mount_timeout)
+        attempts.append(Attempt(source, outcome, time.monotonic() - started))
+        if outcome == "mounted":
+            return MountResult(source, tuple(attempts))
+    return MountResult(None, tuple(attempts))
+
+
+def run_mount(command: Sequence[str], timeout: float) -> str:
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "mount failed: timed out"
+    if result.returncode != 0:
+        return f"mount failed: {(result.stderr or result.stdout).strip()[-300:]}"
+    return "mounted"
+
+
+def is_mount_point(path: str) -> bool:
+    """True when `path` is mounted, without touching the file system behind it."""
+    with open("/proc/self/mountinfo") as mountinfo:
+        return any(line.split()[4] == path for line in mountinfo)
+
+
+def is_healthy(path: str, timeout: float) -> bool:
+    """The mount answers a stat within `timeout` (ENOTCONN, ESTALE or a hang: stale)."""
+    try:
+        result = subprocess.run(["stat", "-t", path], capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return result.returncode == 0
+
+
+def fuse_client_pids(mount_point: str, proc: Path = Path("/proc")) -> list[int]:
+    """Pids of the FUSE client processes (glusterfs, ceph-fuse) serving `mount_point`."""
+    wanted = mount_point.encode()
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            arguments = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # the process is gone
+        if Path(arguments[0].decode(errors="replace")).name in FUSE_CLIENTS and wanted in arguments:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def detach_from_container(
+    pids: Sequence[int], host_cgroups: Path = Path(HOST_CGROUP_ROOT)
+) -> str | None:
+    """Moves `pids` out of the helper container's cgroups into the host's root cgroups.
+
+    The container runtime kills every process of a container's cgroups when the container
+    stops; a FUSE client killed with its helper would take every pod's mount with it
+    (kadalu #913, ceph-csi #91). `host_cgroups` is the node's /sys/fs/cgroup (cgroup v1
+    hierarchies below it, or the v2 tree itself). Returns why it failed, or None.
+    """
+    if not pids:
+        return "no FUSE client process found"
+    roots = sorted(host_cgroups.glob("cgroup.procs")) + sorted(host_cgroups.glob("*/cgroup.procs"))
+    if not roots:
+        return f"no cgroup hierarchy under {host_cgroups}"
+    problems = []
+    for procs in roots:
+        for pid in pids:
+            try:
+                procs.write_text(f"{pid}\n")
+            except OSError as error:
+                problems.append(f"{procs.parent.name or 'cgroup'}: {error.strerror}")
+                break
+    return "; ".join(problems) or None
+
+
+def unmount(path: str) -> None:
+    """Lazily: a stale FUSE mount must not block the agent."""
+    subprocess.run(["umount", "-l", path], capture_output=True, check=False)

@@ -1,0 +1,246 @@
+"""`stowage agent`: keeps one backend mounted on this node and its claims' directories made.
+
+Every `interval` seconds: read the backend, make sure its mount is there and answers (else
+mount it again through the failover order), label the node `mount.stowage.io/<backend>` with
+`ready` or `failed`, create the directory of every volume of the backend that lacks one, and
+delete or archive the directories of released volumes that the operator handed over (PV
+annotations). The FUSE clients are moved out of the container so that mounts outlive a helper
+restart; a restarted agent adopts the healthy mount it finds. When the backend is gone, or the
+agent is stopped while its backend is being deleted, it unmounts and removes the label.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+from stowage.agent import mounting
+from stowage.agent.claim_data import (
+    archive_directory_below,
+    make_directory_below,
+    remove_directory_below,
+)
+from stowage.api.backend import OnDelete
+from stowage.drivers.base import (
+    ARCHIVE_AS_ANNOTATION,
+    BACKEND_LABEL,
+    MOUNT_FAILED,
+    MOUNT_READY,
+    RELEASE_ANNOTATION,
+    RELEASED_BY_ANNOTATION,
+    STOWAGE_ROOT,
+    HostMount,
+    mount_label,
+)
+from stowage.drivers.naming import path_under
+from stowage.kube import Json, Kube
+from stowage.kube.events import post_event
+from stowage.kube.resources import NODES, PERSISTENT_VOLUMES, STORAGE_BACKENDS
+from stowage.reconcilers import driving
+from stowage.reconcilers.backend_state import parse_backend
+
+logger = logging.getLogger(__name__)
+
+# Failed mounts are retried after interval * 2^failures (with jitter), at most this long.
+MAX_MOUNT_BACKOFF = 60.0
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    backend: str
+    node: str
+    interval: float = 5.0
+    probe_timeout: float = 2.0
+    mount_timeout: float = 30.0
+    stat_timeout: float = 5.0
+
+
+class Agent:
+    def __init__(self, kube: Kube, settings: AgentSettings) -> None:
+        self._kube = kube
+        self._settings = settings
+        self._label: str | None = None
+        self._mount: HostMount | None = None  # the last mount served, to release when it goes
+        self._stopping = threading.Event()
+        self._failed_mounts = 0
+        self._next_mount_at = 0.0
+        self._last_failure = ""
+        self._detached_clients: list[int] = []
+
+    def run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._stop)
+        logger.info("agent for backend %s on node %s", self._settings.backend, self._settings.node)
+        # Nodes that start together do not mount together.
+        self._stopping.wait(random.uniform(0, self._settings.interval))
+        while not self._stopping.is_set():
+            try:
+                self.step()
+            except Exception:
+                logger.exception("agent step failed; trying again")
+            self._stopping.wait(self._settings.interval)
+        self.on_stop()
+        return 0
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        self._stopping.set()
+
+    def step(self) -> None:
+        backend = self._kube.get(STORAGE_BACKENDS, self._settings.backend)
+        if backend is None:
+            self.release()
+            return
+        # A backend being deleted keeps its mount until the operator removes this DaemonSet
+        # (after the last volume is gone): released volumes may still need their data work.
+        mount = self._host_mount(backend)
+        if mount is None:
+            return
+        if self._mount is not None and self._mount != mount:
+            self.release()  # the spec changed what is mounted: mount it anew
+        self._mount = mount
+        healthy = mounting.is_mount_point(mount.mount_point) and mounting.is_healthy(
+            mount.mount_point, self._settings.stat_timeout
+        )
+        if not healthy:
+            healthy = self.remount(backend, mount)
+        self._set_label(MOUNT_READY if healthy else MOUNT_FAILED)
+        if healthy:
+            self.keep_clients_beyond_restart(backend, mount)
+            self.serve_volumes(backend, mount)
+
+    def _host_mount(self, backend: Json | None) -> HostMount | None:
+        if backend is None:
+            return None
+        model = parse_backend(backend)
+        if isinstance(model, str):
+            logger.warning("backend %s is invalid: %s", self._settings.backend, model)
+            return None
+        return driving.host_mount(self._settings.backend, model, self._settings.node)
+
+    def remount(self, backend: Json | None, mount: HostMount) -> bool:
+        if mounting.is_mount_point(mount.mount_point):
+            message = f"node {self._settings.node}: mount {mount.mount_point} is stale"
+            logger.warning("%s: unmounting it", message)
+            mounting.unmount(mount.mount_point)
+            self._set_label(MOUNT_FAILED)
+            self._event(backend, warning=True, reason="MountStale", message=message)
+        if time.monotonic() < self._next_mount_at:
+            return False  # backing off: failing servers are not hammered by every node
+        result = mounting.mount_with_failover(
+            mount,
+            probe_timeout=self._settings.probe_timeout,
+            mount_timeout=self._settings.mount_timeout,
+        )
+        tried = "; ".join(f"{a.source}: {a.outcome} ({a.seconds:.1f} s)" for a in result.attempts)
+        if result.mounted_from is None:
+            self._failed_mounts += 1
+            delay = min(MAX_MOUNT_BACKOFF, self._settings.interval * 2**self._failed_mounts)
+            self._next_mount_at = time.monotonic() + random.uniform(delay / 2, delay)
+            message = f"node {self._settings.node}: no server could be mounted ({tried})"
+            logger.error("%s; next try in up to %.0f s", message, delay)
+            outcomes = [(a.source, a.outcome) for a in result.attempts]
+            if repr(outcomes) != self._last_failure:  # one Event per kind of failure
+                self._last_failure = repr(outcomes)
+                self._event(backend, warning=True, reason="MountFailed", message=message)
+            return False
+        self._failed_mounts, self._next_mount_at, self._last_failure = 0, 0.0, ""
+        message = f"node {self._settings.node}: mounted from {result.mounted_from} ({tried})"
+        logger.info("%s", message)
+        if result.failovers:
+            self._event(backend, warning=True, reason="MountFailedOver", message=message)
+        return True
+
+    def keep_clients_beyond_restart(self, backend: Json | None, mount: HostMount) -> None:
+        """Once per mount (also one adopted from an earlier agent): its FUSE clients must
+        outlive this container, or every pod using the mount loses it when the agent restarts.
+        """
+        clients = mounting.fuse_client_pids(mount.mount_point)
+        if not clients or clients == self._detached_clients:
+            return
+        problem = mounting.detach_from_container(clients)
+        self._detached_clients = clients
+        if problem is None:
+            logger.info(
+                "FUSE clients %s of %s detached from the helper", clients, mount.mount_point
+            )
+            return
+        message = (
+            f"node {self._settings.node}: the FUSE clients of {mount.mount_point} stay in the "
+            f"helper container and stop with it ({problem})"
+        )
+        logger.warning("%s", message)
+        self._event(backend, warning=True, reason="MountNotDetached", message=message)
+
+    def serve_volumes(self, backend: Json | None, mount: HostMount) -> None:
+        """Makes the directory of each live volume; deletes or archives that of each volume
+        the operator handed over on release, then marks the PV done."""
+        volumes = self._kube.list(
+            PERSISTENT_VOLUMES, label_selector=f"{BACKEND_LABEL}={self._settings.backend}"
+        )
+        for volume in volumes:
+            path = ((volume.get("spec") or {}).get("local") or {}).get("path")
+            annotations = volume["metadata"].get("annotations") or {}
+            if not path or annotations.get(RELEASED_BY_ANNOTATION):
+                continue
+            if RELEASE_ANNOTATION in annotations:
+                self.release_directory(backend, volume, mount.mount_point, path)
+            elif (volume.get("status") or {}).get("phase") != "Released":
+                make_directory_below(mount.mount_point, path)
+
+    def release_directory(self, backend: Json | None, volume: Json, root: str, path: str) -> None:
+        name = volume["metadata"]["name"]
+        annotations = volume["metadata"].get("annotations") or {}
+        action = annotations[RELEASE_ANNOTATION]
+        try:
+            if action == OnDelete.DELETE.value:
+                found = remove_directory_below(root, path)
+            elif action == OnDelete.ARCHIVE.value:
+                found = archive_directory_below(root, path, annotations[ARCHIVE_AS_ANNOTATION])
+            else:
+                raise ValueError(f"unknown release action {action!r}")
+        except (OSError, ValueError, KeyError) as error:
+            message = f"volume {name}: {action} of {path} failed on node {self._settings.node}"
+            logger.error("%s: %s", message, error)
+            self._event(backend, warning=True, reason="ReleaseFailed", message=message)
+            return
+        logger.info(
+            "volume %s: %s of %s done (%s)", name, action, path, (found and "found") or "gone"
+        )
+        patch = {"metadata": {"annotations": {RELEASED_BY_ANNOTATION: self._settings.node}}}
+        self._kube.merge_patch(PERSISTENT_VOLUMES, name, patch)
+
+    def release(self) -> None:
+        """Unmounts what this agent mounted and removes the node label."""
+        mount_point = path_under(STOWAGE_ROOT, "mounts", self._settings.backend)
+        if mounting.is_mount_point(mount_point):  # also one a previous agent left
+            mounting.unmount(mount_point)
+            logger.info("unmounted %s", mount_point)
+        self._mount = None
+        self._set_label(None)
+
+    def on_stop(self) -> None:
+        """On the way out: release the node if the backend is going, else leave the mount."""
+        if is_going(self._kube.get(STORAGE_BACKENDS, self._settings.backend)):
+            self.release()
+
+    def _set_label(self, value: str | None) -> None:
+        if value == self._label:
+            return
+        patch = {"metadata": {"labels": {mount_label(self._settings.backend): value}}}
+        self._kube.merge_patch(NODES, self._settings.node, patch)
+        self._label = value
+
+    def _event(self, backend: Json | None, *, warning: bool, reason: str, message: str) -> None:
+        if backend is None:
+            return
+        involved = {"apiVersion": STORAGE_BACKENDS.api_version, "kind": "StorageBackend", **backend}
+        post_event(self._kube, involved, warning=warning, reason=reason, message=message)
+
+
+def is_going(backend: Json | None) -> bool:
+    return backend is None or bool(backend["metadata"].get("deletionTimestamp"))

@@ -1,0 +1,97 @@
+"""The mount-helper DaemonSet of a backend: `stowage agent` on every node that may use it.
+
+Privileged, on the host network (mount traffic leaves from the node, as the kubelet's own
+mounts do), with `/var/lib/stowage` mounted `Bidirectional` so that what the agent mounts
+there is seen by the kubelet and, through `local` PVs, by pods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from stowage.drivers.base import STOWAGE_ROOT, BackendRef
+from stowage.drivers.naming import bounded_name
+from stowage.objects.metadata import backend_labels
+
+COMPONENT_LABEL = "app.kubernetes.io/component"
+HELPER_COMPONENT = "helper"
+# DaemonSet pods are named <daemonset>-<5 characters>; pod names end up in labels.
+MAX_NAME_LENGTH = 57
+# Where the helper container sees the node's /sys/fs/cgroup.
+HOST_CGROUP_ROOT = "/host/sys/fs/cgroup"
+
+
+@dataclass(frozen=True)
+class HelperSettings:
+    """Where and as what the operator runs the helpers (from the operator's settings)."""
+
+    namespace: str
+    image: str
+    image_pull_policy: str
+    service_account: str
+
+
+def helper_name(backend_name: str) -> str:
+    return bounded_name("stowage-helper", backend_name, max_length=MAX_NAME_LENGTH)
+
+
+def helper_daemonset(backend: BackendRef, helper: HelperSettings) -> dict[str, Any]:
+    name = helper_name(backend.name)
+    selector = {COMPONENT_LABEL: HELPER_COMPONENT, **backend_labels(backend.name)}
+    mount = backend.spec.mount
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": helper.service_account,
+        "hostNetwork": True,
+        # The agent moves its FUSE clients out of the container's cgroups (through the host's
+        # cgroup tree, stowage.agent.mounting); a pid namespace of the container's own would
+        # still kill them when the container stops.
+        "hostPID": True,
+        "dnsPolicy": "ClusterFirstWithHostNet",
+        "terminationGracePeriodSeconds": 30,
+        "containers": [
+            {
+                "name": "agent",
+                "image": helper.image,
+                "imagePullPolicy": helper.image_pull_policy,
+                "args": ["agent", "--backend", backend.name],
+                "env": [
+                    {
+                        "name": "NODE_NAME",
+                        "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}},
+                    },
+                    {"name": "STOWAGE_LOG_FORMAT", "value": "json"},
+                ],
+                "securityContext": {"privileged": True},
+                "volumeMounts": [
+                    {
+                        "name": "stowage",
+                        "mountPath": STOWAGE_ROOT,
+                        "mountPropagation": "Bidirectional",
+                    },
+                    {"name": "host-cgroups", "mountPath": HOST_CGROUP_ROOT},
+                ],
+            }
+        ],
+        "volumes": [
+            {
+                "name": "stowage",
+                "hostPath": {"path": STOWAGE_ROOT, "type": "DirectoryOrCreate"},
+            },
+            {"name": "host-cgroups", "hostPath": {"path": "/sys/fs/cgroup", "type": "Directory"}},
+        ],
+    }
+    if mount.node_selector:
+        pod_spec["nodeSelector"] = dict(mount.node_selector)
+    if mount.tolerations:
+        pod_spec["tolerations"] = [toleration.to_manifest() for toleration in mount.tolerations]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": name, "namespace": helper.namespace, "labels": selector},
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {"metadata": {"labels": selector}, "spec": pod_spec},
+        },
+    }

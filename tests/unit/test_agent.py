@@ -1,0 +1,225 @@
+"""The mount helper's own logic: its DaemonSet, the failover order, and safe directories."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stowage.agent import mounting
+from stowage.agent.claim_data import (
+    archive_directory_below,
+    make_directory_below,
+    remove_directory_below,
+)
+from stowage.api.backend import StorageBackend
+from stowage.drivers.base import BackendRef, HostMount
+from stowage.drivers.placement import rendezvous_order
+from stowage.objects.helper_daemonset import HelperSettings, helper_daemonset
+from stowage.reconcilers import driving
+
+pytestmark = pytest.mark.unit
+
+GLUSTER = {"glusterfs": {"hosts": ["g1", "g2", "g3"], "volume": "gv0"}}
+HELPERS = HelperSettings("stowage-helpers", "localhost/stowage/helper:dev", "Never", "helper-sa")
+
+
+def model(spec: dict[str, Any]) -> StorageBackend:
+    return StorageBackend.model_validate({"spec": spec})
+
+
+def test_backends_whose_volumes_live_in_the_backend_mount_get_a_helper() -> None:
+    assert driving.helper("gluster", model(GLUSTER), HELPERS) is not None
+    nfs = {"nfs": {"servers": ["n1"], "path": "/export"}}
+    assert driving.helper("nfs", model(nfs), HELPERS) is None
+
+
+def test_helper_daemonset_is_privileged_with_bidirectional_stowage_root() -> None:
+    spec = {
+        **GLUSTER,
+        "mount": {
+            "nodeSelector": {"storage": "gluster"},
+            "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+    }
+    daemonset = helper_daemonset(BackendRef("gluster", model(spec).spec), HELPERS)
+    assert daemonset["metadata"]["namespace"] == "stowage-helpers"
+    pod = daemonset["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "helper-sa"
+    assert pod["nodeSelector"] == {"storage": "gluster"}
+    assert pod["tolerations"] == [
+        {"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    (container,) = pod["containers"]
+    assert container["args"] == ["agent", "--backend", "gluster"]
+    assert container["securityContext"] == {"privileged": True}
+    assert container["volumeMounts"] == [
+        {"name": "stowage", "mountPath": "/var/lib/stowage", "mountPropagation": "Bidirectional"},
+        {"name": "host-cgroups", "mountPath": "/host/sys/fs/cgroup"},
+    ]
+    selector = daemonset["spec"]["selector"]["matchLabels"]
+    assert daemonset["spec"]["template"]["metadata"]["labels"] == selector
+    assert selector["stowage.io/backend"] == "gluster"
+
+
+def test_a_long_backend_name_still_makes_a_valid_daemonset_name() -> None:
+    daemonset = helper_daemonset(BackendRef("b" * 63, model(GLUSTER).spec), HELPERS)
+    assert len(daemonset["metadata"]["name"]) <= 57
+
+
+def test_gluster_mount_tries_the_nodes_order_and_names_the_others_as_backups() -> None:
+    mount = driving.host_mount("gluster", model(GLUSTER), "node-7")
+    assert mount is not None
+    assert [mounting.server_of("glusterfs", s) for s in mount.sources] == rendezvous_order(
+        "node-7", ["g1", "g2", "g3"]
+    )
+    first, *others = mount.sources
+    command = mounting.mount_command(mount, first)
+    backups = ":".join(mounting.server_of("glusterfs", s) for s in others)
+    assert command == [
+        "mount",
+        "-t",
+        "glusterfs",
+        "-o",
+        f"backup-volfile-servers={backups}",
+        first,
+        "/var/lib/stowage/mounts/gluster",
+    ]
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        yield server.getsockname()[1]
+
+
+def test_probe_tells_a_listening_server_from_a_refusing_one(listening_port: int) -> None:
+    assert mounting.probe("127.0.0.1", listening_port, timeout=2) == "ok"
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        free_port = closed.getsockname()[1]
+    assert mounting.probe("127.0.0.1", free_port, timeout=2) == "refused"
+
+
+def test_refused_servers_are_passed_over_without_mounting(tmp_path: Path) -> None:
+    mount = HostMount("glusterfs", ("127.0.0.1:/gv0",), (), str(tmp_path / "mnt"))
+    # Nothing listens on glusterd's port here: refused at once, nothing mounted.
+    result = mounting.mount_with_failover(mount, probe_timeout=2, mount_timeout=5)
+    assert result.mounted_from is None
+    assert [attempt.outcome for attempt in result.attempts] == ["refused"]
+    assert not mounting.is_mount_point(mount.mount_point)
+
+
+def test_claim_directories_are_made_below_the_mount_only(tmp_path: Path) -> None:
+    root = tmp_path / "mount"
+    root.mkdir()
+    make_directory_below(str(root), str(root / "base" / "ns-claim-uid"))
+    made = root / "base" / "ns-claim-uid"
+    assert made.is_dir()
+    assert made.stat().st_mode & 0o777 == 0o777
+    with pytest.raises(ValueError, match="is not below"):
+        make_directory_below(str(root), str(root / ".." / "elsewhere"))
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_planted_symlink_does_not_lead_the_agent_out(tmp_path: Path) -> None:
+    root = tmp_path / "mount"
+    outside = tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    os.symlink(outside, root / "base")
+    with pytest.raises(OSError):
+        make_directory_below(str(root), str(root / "base" / "ns-claim-uid"))
+    assert list(outside.iterdir()) == []
+
+
+def test_fuse_clients_are_found_by_their_mount_point_argument(tmp_path: Path) -> None:
+    def process(pid: int, *arguments: str) -> None:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in arguments))
+
+    process(10, "/usr/sbin/glusterfs", "--volfile-id=/gv0", "/var/lib/stowage/mounts/a")
+    process(11, "/usr/sbin/glusterfs", "--volfile-id=/gv0", "/var/lib/stowage/mounts/ab")
+    process(12, "/usr/bin/tail", "/var/lib/stowage/mounts/a")
+    process(13, "ceph-fuse", "/var/lib/stowage/mounts/a")
+    (tmp_path / "self").mkdir()
+
+    assert mounting.fuse_client_pids("/var/lib/stowage/mounts/a", tmp_path) == [10, 13]
+
+
+def test_helper_pods_share_the_host_pid_namespace_so_fuse_clients_can_leave() -> None:
+    daemonset = helper_daemonset(BackendRef("gluster", model(GLUSTER).spec), HELPERS)
+    pod = daemonset["spec"]["template"]["spec"]
+    assert pod["hostPID"] is True
+
+
+def test_fuse_clients_are_moved_to_the_root_of_every_cgroup_hierarchy(tmp_path: Path) -> None:
+    for hierarchy in ("memory", "pids", "systemd"):
+        (tmp_path / hierarchy).mkdir()
+        (tmp_path / hierarchy / "cgroup.procs").write_text("")
+    (tmp_path / "memory" / "kubepods").mkdir()
+
+    assert mounting.detach_from_container([41], tmp_path) is None
+    for hierarchy in ("memory", "pids", "systemd"):
+        assert (tmp_path / hierarchy / "cgroup.procs").read_text() == "41\n"
+    assert mounting.detach_from_container([41], tmp_path / "memory" / "kubepods") is not None
+
+
+@pytest.fixture
+def claim_tree(tmp_path: Path) -> tuple[Path, Path]:
+    """A mount with one claim directory holding a file, and a directory outside the mount."""
+    root, outside = tmp_path / "mount", tmp_path / "outside"
+    (root / "base" / "ns-claim-uid").mkdir(parents=True)
+    (root / "base" / "ns-claim-uid" / "data.txt").write_text("claim data")
+    outside.mkdir()
+    (outside / "keep.txt").write_text("not the agent's")
+    return root, outside
+
+
+def test_release_delete_removes_only_the_claim_directory(claim_tree: tuple[Path, Path]) -> None:
+    root, outside = claim_tree
+    os.symlink(outside, root / "base" / "ns-claim-uid" / "link")  # planted by a pod
+    (root / "base" / "ns-other-uid").mkdir()
+
+    assert remove_directory_below(str(root), str(root / "base" / "ns-claim-uid")) is True
+    assert sorted(p.name for p in (root / "base").iterdir()) == ["ns-other-uid"]
+    assert (outside / "keep.txt").read_text() == "not the agent's"
+    assert remove_directory_below(str(root), str(root / "base" / "ns-claim-uid")) is False
+
+
+def test_release_never_leaves_the_mount(claim_tree: tuple[Path, Path]) -> None:
+    root, outside = claim_tree
+    with pytest.raises(ValueError, match="is not below"):
+        remove_directory_below(str(root), str(root / ".." / "outside"))
+    with pytest.raises(ValueError, match="is not below"):
+        remove_directory_below(str(root), str(root))
+    os.symlink(outside, root / "base" / "planted")
+    with pytest.raises(OSError):
+        remove_directory_below(str(root), str(root / "base" / "planted" / "keep.txt"))
+    with pytest.raises(ValueError, match="not a directory name"):
+        archive_directory_below(str(root), str(root / "base" / "ns-claim-uid"), "../outside")
+    assert (outside / "keep.txt").exists()
+    assert (root / "base" / "ns-claim-uid" / "data.txt").exists()
+
+
+def test_release_archive_renames_beside_and_never_overwrites(
+    claim_tree: tuple[Path, Path],
+) -> None:
+    root, _ = claim_tree
+    claim = str(root / "base" / "ns-claim-uid")
+
+    assert archive_directory_below(str(root), claim, "archived-ns-claim-uid") is True
+    archived = root / "base" / "archived-ns-claim-uid" / "data.txt"
+    assert archived.read_text() == "claim data"
+    assert archive_directory_below(str(root), claim, "archived-ns-claim-uid") is False
+
+    (root / "base" / "ns-claim-uid").mkdir()
+    with pytest.raises(FileExistsError):
+        archive_directory_below(str(root), claim, "archived-ns-claim-uid")
+    assert archived.read_text() == "claim data"
