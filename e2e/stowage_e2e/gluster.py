@@ -134,6 +134,19 @@ class GlusterCluster:
             _kill(process.pid)
             process.wait(timeout=15)
 
+    def heal(self, timeout: float = 120) -> None:
+        """Starts an index heal of the volume, once every self-heal daemon answers again
+        (a restarted host's daemon takes a while to join)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.gluster(self.hosts[0], "volume", "heal", self.volume)
+                return
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(3)
+
     def stop(self) -> None:
         for host in self.hosts:
             self.stop_host(host)

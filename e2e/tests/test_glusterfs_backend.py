@@ -6,9 +6,11 @@ labels the node, and makes each claim's directory; pods get `local` PVs below th
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -198,6 +200,10 @@ def assert_failed_over(
     (failed_over,) = backend_events(kube, backend, "MountFailedOver")
     print(f"\n{failed_over['message']}")
     assert f"{dead.ip}:/{gluster.volume}: {how}" in failed_over["message"]
+    # The helper's metrics file on the node (node-exporter's textfile collector reads it).
+    metrics = (Path("/var/lib/stowage/metrics") / f"{backend}.prom").read_text()
+    assert f'stowage_agent_mounted{{backend="{backend}",server="{serving.ip}"}} 1.0' in metrics
+    assert f'stowage_agent_failovers_total{{backend="{backend}"}} 1.0' in metrics
 
 
 def test_the_helper_mounts_through_the_next_server_when_the_first_is_black_holed(
@@ -281,7 +287,8 @@ while [ "$(date +%s)" -lt "$end" ]; do
   rm /data/block.$rounds /data/copy.$rounds
   rounds=$((rounds + 1))
 done
-echo "rounds without an error: $rounds"
+head -c 1048576 /dev/urandom > /data/final
+echo "rounds without an error: $rounds; final $(md5sum < /data/final | cut -d' ' -f1)"
 """
 
 
@@ -369,3 +376,48 @@ def test_a_released_claims_directory_is_deleted_kept_or_archived(
     if kept is not None:
         assert (kept / "hello.txt").read_text().strip() == text
     assert neighbour.is_dir()
+
+
+def test_a_server_going_down_while_a_pod_writes_costs_no_write(
+    kube: Kube,
+    namespace: str,
+    gluster: GlusterCluster,
+    gluster_backend: str,
+    stowage_images: Images,
+) -> None:
+    name = gluster_backend
+    wait_for_label(kube, name, "ready")
+    source = mount_source(MOUNTS_DIR / name)
+    assert source is not None
+    (down,) = [host for host in gluster.hosts if host.ip == server_of("glusterfs", source)]
+    kube.apply(scenario.claim("data", name, "1Gi", "ReadWriteMany"), namespace)
+    kube.apply(scenario.script_pod("io", "data", stowage_images.operator, CHECKED_IO), namespace)
+    kube.wait_for_pod_phase("io", namespace, phases=("Running",), timeout=180)
+    time.sleep(5)
+    gluster.stop_host(down)  # the server the node mounted from: glusterd and its brick
+    try:
+        finished = kube.wait_for_pod_phase("io", namespace, timeout=180)
+        log = kube.logs("io", namespace)
+        assert finished["status"]["phase"] == "Succeeded", log
+        assert mount_label_of(kube, name) == "ready"
+    finally:
+        gluster.start_host(down)
+    final_sum = log.split("final ")[1].strip()
+    volume = scenario.bound_volume(kube, "data", namespace)
+    relative = Path(volume["spec"]["local"]["path"]).relative_to(MOUNTS_DIR / name)
+    survivors = [host for host in gluster.hosts if host != down]
+    for host in survivors:
+        assert md5_of(gluster.brick(host) / relative / "final") == final_sum, host.name
+    # Back up, the server is healed to the same content.
+    gluster.heal()
+    deadline = time.monotonic() + 120
+    missed = gluster.brick(down) / relative / "final"
+    while not (missed.exists() and md5_of(missed) == final_sum):
+        assert time.monotonic() < deadline, f"{down.name} not healed"
+        time.sleep(2)
+    kube.delete("pod", "io", namespace, wait=True)
+    kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
+
+
+def md5_of(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()

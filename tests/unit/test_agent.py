@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from stowage.agent import mounting
 from stowage.agent.claim_data import (
@@ -16,6 +17,7 @@ from stowage.agent.claim_data import (
     make_directory_below,
     remove_directory_below,
 )
+from stowage.agent.metrics import AgentMetrics
 from stowage.api.backend import StorageBackend
 from stowage.drivers.base import BackendRef, HostMount
 from stowage.drivers.placement import rendezvous_order
@@ -223,3 +225,32 @@ def test_release_archive_renames_beside_and_never_overwrites(
     with pytest.raises(FileExistsError):
         archive_directory_below(str(root), claim, "archived-ns-claim-uid")
     assert archived.read_text() == "claim data"
+
+
+def test_agent_metrics_file_tells_the_server_and_the_failovers(tmp_path: Path) -> None:
+    def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = (tmp_path / "gluster.prom").read_text()
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    metrics = AgentMetrics("gluster")
+    metrics.mounted("g2", failovers=1, seconds=2.1)
+    metrics.write(str(tmp_path))
+    seen = samples()
+    assert seen[("stowage_agent_mounted", (("backend", "gluster"), ("server", "g2")))] == 1
+    assert seen[("stowage_agent_failovers_total", (("backend", "gluster"),))] == 1
+
+    metrics.stale()
+    metrics.mounted("g3", failovers=0, seconds=0.1)
+    metrics.write(str(tmp_path))
+    seen = samples()
+    assert seen[("stowage_agent_mounted", (("backend", "gluster"), ("server", "g2")))] == 0
+    assert seen[("stowage_agent_mounted", (("backend", "gluster"), ("server", "g3")))] == 1
+    assert seen[("stowage_agent_remounts_total", (("backend", "gluster"),))] == 1
+    assert seen[("stowage_agent_mount_duration_seconds_count", (("backend", "gluster"),))] == 2
+
+    metrics.remove(str(tmp_path))
+    assert not (tmp_path / "gluster.prom").exists()

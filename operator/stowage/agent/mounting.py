@@ -115,10 +115,20 @@ def run_mount(command: Sequence[str], timeout: float) -> str:
     return "mounted"
 
 
-def is_mount_point(path: str) -> bool:
-    """True when `path` is mounted, without touching the file system behind it."""
+def mount_source(path: str) -> str | None:
+    """The source mounted at `path` (`host:/volume`, `//host/share`), read from mountinfo
+    without touching the file system behind it; None when nothing is mounted there."""
+    found = None
     with open("/proc/self/mountinfo") as mountinfo:
-        return any(line.split()[4] == path for line in mountinfo)
+        for line in mountinfo:
+            fields = line.split()
+            if fields[4] == path:
+                found = fields[fields.index("-") + 2]  # the last mount on top wins
+    return found
+
+
+def is_mount_point(path: str) -> bool:
+    return mount_source(path) is not None
 
 
 def is_healthy(path: str, timeout: float) -> bool:

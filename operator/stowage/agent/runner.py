@@ -25,6 +25,7 @@ from stowage.agent.claim_data import (
     make_directory_below,
     remove_directory_below,
 )
+from stowage.agent.metrics import AgentMetrics
 from stowage.api.backend import OnDelete
 from stowage.drivers.base import (
     ARCHIVE_AS_ANNOTATION,
@@ -71,6 +72,7 @@ class Agent:
         self._next_mount_at = 0.0
         self._last_failure = ""
         self._detached_clients: list[int] = []
+        self._metrics = AgentMetrics(settings.backend)
 
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -110,8 +112,12 @@ class Agent:
             healthy = self.remount(backend, mount)
         self._set_label(MOUNT_READY if healthy else MOUNT_FAILED)
         if healthy:
+            source = mounting.mount_source(mount.mount_point)
+            if source:
+                self._metrics.adopted(mounting.server_of(mount.fs_type, source))
             self.keep_clients_beyond_restart(backend, mount)
             self.serve_volumes(backend, mount)
+        self._write_metrics()
 
     def _host_mount(self, backend: Json | None) -> HostMount | None:
         if backend is None:
@@ -128,6 +134,7 @@ class Agent:
             logger.warning("%s: unmounting it", message)
             mounting.unmount(mount.mount_point)
             self._set_label(MOUNT_FAILED)
+            self._metrics.stale()
             self._event(backend, warning=True, reason="MountStale", message=message)
         if time.monotonic() < self._next_mount_at:
             return False  # backing off: failing servers are not hammered by every node
@@ -137,7 +144,9 @@ class Agent:
             mount_timeout=self._settings.mount_timeout,
         )
         tried = "; ".join(f"{a.source}: {a.outcome} ({a.seconds:.1f} s)" for a in result.attempts)
+        seconds = sum(attempt.seconds for attempt in result.attempts)
         if result.mounted_from is None:
+            self._metrics.mount_failed(seconds)
             self._failed_mounts += 1
             delay = min(MAX_MOUNT_BACKOFF, self._settings.interval * 2**self._failed_mounts)
             self._next_mount_at = time.monotonic() + random.uniform(delay / 2, delay)
@@ -149,6 +158,8 @@ class Agent:
                 self._event(backend, warning=True, reason="MountFailed", message=message)
             return False
         self._failed_mounts, self._next_mount_at, self._last_failure = 0, 0.0, ""
+        server = mounting.server_of(mount.fs_type, result.mounted_from)
+        self._metrics.mounted(server, result.failovers, seconds)
         message = f"node {self._settings.node}: mounted from {result.mounted_from} ({tried})"
         logger.info("%s", message)
         if result.failovers:
@@ -222,6 +233,14 @@ class Agent:
             logger.info("unmounted %s", mount_point)
         self._mount = None
         self._set_label(None)
+        self._metrics.unmounted()
+        self._metrics.remove()
+
+    def _write_metrics(self) -> None:
+        try:
+            self._metrics.write()
+        except OSError as error:
+            logger.warning("metrics file not written: %s", error)
 
     def on_stop(self) -> None:
         """On the way out: release the node if the backend is going, else leave the mount."""
