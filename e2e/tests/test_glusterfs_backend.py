@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from stowage.agent.mounting import fuse_client_pids, server_of
-from stowage.drivers.base import BACKEND_LABEL
+from stowage.agent.mounting import fuse_client_pids, mount_source, server_of
+from stowage.drivers.base import BACKEND_LABEL, mount_label
 from stowage.drivers.placement import rendezvous_order
 from stowage.objects.helper_daemonset import helper_name
 from stowage_e2e import hosts, scenario
@@ -48,37 +48,35 @@ def gluster(cluster: object) -> Iterator[GlusterCluster]:
             hosts.remove_host(host)
 
 
-def mount_label_of(kube: Kube, backend: str) -> str | None:
-    node = kube.get("node", settings().node_name)
+def label_value(node: dict[str, Any], backend: str) -> str | None:
     labels: dict[str, str] = node["metadata"].get("labels") or {}
-    return labels.get(f"mount.stowage.io/{backend}")
+    return labels.get(mount_label(backend))
 
 
-def mount_source(path: Path) -> str | None:
-    """The source of the mount at `path` (`host:/volume`), None when nothing is mounted."""
-    with open("/proc/self/mountinfo") as mountinfo:
-        for line in mountinfo:
-            fields = line.split()
-            if fields[4] == str(path):
-                return fields[fields.index("-") + 2]
-    return None
+def mount_label_of(kube: Kube, backend: str) -> str | None:
+    return label_value(kube.get("node", settings().node_name), backend)
 
 
-def is_mounted(path: Path) -> bool:
-    return mount_source(path) is not None
-
-
-def wait_for_label(kube: Kube, backend: str, value: str, timeout: float = 180) -> None:
+def wait_for_label(kube: Kube, backend: str, value: str | None, timeout: float = 180) -> None:
+    """Waits until the node's mount label of `backend` is `value` (None: removed)."""
     kube.wait_for(
         "node",
         settings().node_name,
         None,
-        lambda node: (
-            (node["metadata"].get("labels") or {}).get(f"mount.stowage.io/{backend}") == value
-        ),
+        lambda node: label_value(node, backend) == value,
         timeout=timeout,
-        what=f"mount.stowage.io/{backend}={value}",
+        what=f"{mount_label(backend)}={value}",
     )
+
+
+def source_at(path: Path) -> str | None:
+    return mount_source(str(path))
+
+
+def claim_directory(kube: Kube, namespace: str, backend: str) -> Path:
+    """The bound claim `data`'s directory, relative to the backend mount (as on each brick)."""
+    volume = scenario.bound_volume(kube, "data", namespace)
+    return Path(volume["spec"]["local"]["path"]).relative_to(MOUNTS_DIR / backend)
 
 
 def backend_events(kube: Kube, backend: str, reason: str) -> list[dict[str, Any]]:
@@ -145,17 +143,8 @@ def test_a_pod_writes_through_the_helper_mount_and_every_brick_has_the_file(
 ) -> None:
     name = gluster_backend
     scenario.wait_ready(kube, name)
-    kube.wait_for(
-        "node",
-        settings().node_name,
-        None,
-        lambda node: (
-            (node["metadata"].get("labels") or {}).get(f"mount.stowage.io/{name}") == "ready"
-        ),
-        timeout=180,
-        what=f"mount.stowage.io/{name}=ready",
-    )
-    assert is_mounted(MOUNTS_DIR / name)
+    wait_for_label(kube, name, "ready")
+    assert source_at(MOUNTS_DIR / name) is not None
 
     kube.apply(scenario.claim("data", name, "1Gi", "ReadWriteMany"), namespace)
     text = f"through gluster {uuid.uuid4()}"
@@ -164,8 +153,7 @@ def test_a_pod_writes_through_the_helper_mount_and_every_brick_has_the_file(
     assert finished["status"]["phase"] == "Succeeded", finished["status"]
     assert kube.logs("writer", namespace).strip() == text
 
-    volume = scenario.bound_volume(kube, "data", namespace)
-    relative = Path(volume["spec"]["local"]["path"]).relative_to(MOUNTS_DIR / name)
+    relative = claim_directory(kube, namespace, name)
     for host in gluster.hosts:
         on_brick = gluster.brick(host) / relative / "hello.txt"
         assert on_brick.read_text().strip() == text, f"brick of {host.name}"
@@ -173,15 +161,8 @@ def test_a_pod_writes_through_the_helper_mount_and_every_brick_has_the_file(
     release_claim(kube, namespace, name)
     kube.delete("storagebackend", name, wait=True)
     # The helper saw its backend go: unmounted, node label removed.
-    kube.wait_for(
-        "node",
-        settings().node_name,
-        None,
-        lambda node: f"mount.stowage.io/{name}" not in (node["metadata"].get("labels") or {}),
-        timeout=60,
-        what="the mount label removed",
-    )
-    assert not is_mounted(MOUNTS_DIR / name)
+    wait_for_label(kube, name, None, timeout=60)
+    assert source_at(MOUNTS_DIR / name) is None
 
 
 def first_choice(gluster: GlusterCluster) -> tuple[TestHost, TestHost]:
@@ -195,7 +176,7 @@ def assert_failed_over(
     kube: Kube, gluster: GlusterCluster, backend: str, dead: TestHost, serving: TestHost, how: str
 ) -> None:
     wait_for_label(kube, backend, "ready")
-    source = mount_source(MOUNTS_DIR / backend)
+    source = source_at(MOUNTS_DIR / backend)
     assert source is not None and server_of("glusterfs", source) == serving.ip
     (failed_over,) = backend_events(kube, backend, "MountFailedOver")
     print(f"\n{failed_over['message']}")
@@ -360,8 +341,7 @@ def test_a_released_claims_directory_is_deleted_kept_or_archived(
     kube.apply(scenario.writer_pod("writer", "data", stowage_images.operator, text), namespace)
     finished = kube.wait_for_pod_phase("writer", namespace, timeout=180)
     assert finished["status"]["phase"] == "Succeeded", finished["status"]
-    volume = scenario.bound_volume(kube, "data", namespace)
-    relative = Path(volume["spec"]["local"]["path"]).relative_to(MOUNTS_DIR / name)
+    relative = claim_directory(kube, namespace, name)
     directory = gluster.brick(gluster.hosts[0]) / relative
     neighbour = MOUNTS_DIR / name / relative.parent / f"another-claim-{on_delete.lower()}"
     neighbour.mkdir()  # through the mount, as another claim's directory would be made
@@ -387,7 +367,7 @@ def test_a_server_going_down_while_a_pod_writes_costs_no_write(
 ) -> None:
     name = gluster_backend
     wait_for_label(kube, name, "ready")
-    source = mount_source(MOUNTS_DIR / name)
+    source = source_at(MOUNTS_DIR / name)
     assert source is not None
     (down,) = [host for host in gluster.hosts if host.ip == server_of("glusterfs", source)]
     kube.apply(scenario.claim("data", name, "1Gi", "ReadWriteMany"), namespace)
@@ -403,8 +383,7 @@ def test_a_server_going_down_while_a_pod_writes_costs_no_write(
     finally:
         gluster.start_host(down)
     final_sum = log.split("final ")[1].strip()
-    volume = scenario.bound_volume(kube, "data", namespace)
-    relative = Path(volume["spec"]["local"]["path"]).relative_to(MOUNTS_DIR / name)
+    relative = claim_directory(kube, namespace, name)
     survivors = [host for host in gluster.hosts if host != down]
     for host in survivors:
         assert md5_of(gluster.brick(host) / relative / "final") == final_sum, host.name

@@ -34,11 +34,10 @@ from stowage.drivers.base import (
     MOUNT_READY,
     RELEASE_ANNOTATION,
     RELEASED_BY_ANNOTATION,
-    STOWAGE_ROOT,
     HostMount,
     mount_label,
 )
-from stowage.drivers.naming import path_under
+from stowage.drivers.mounts import mount_point_of
 from stowage.kube import Json, Kube
 from stowage.kube.events import post_event
 from stowage.kube.resources import NODES, PERSISTENT_VOLUMES, STORAGE_BACKENDS
@@ -105,31 +104,29 @@ class Agent:
         if self._mount is not None and self._mount != mount:
             self.release()  # the spec changed what is mounted: mount it anew
         self._mount = mount
-        healthy = mounting.is_mount_point(mount.mount_point) and mounting.is_healthy(
+        source = mounting.mount_source(mount.mount_point)
+        healthy = source is not None and mounting.is_healthy(
             mount.mount_point, self._settings.stat_timeout
         )
-        if not healthy:
-            healthy = self.remount(backend, mount)
+        if source is not None and healthy:
+            self._metrics.adopted(mounting.server_of(mount.fs_type, source))
+        else:
+            healthy = self.remount(backend, mount, stale=source is not None)
         self._set_label(MOUNT_READY if healthy else MOUNT_FAILED)
         if healthy:
-            source = mounting.mount_source(mount.mount_point)
-            if source:
-                self._metrics.adopted(mounting.server_of(mount.fs_type, source))
             self.keep_clients_beyond_restart(backend, mount)
             self.serve_volumes(backend, mount)
         self._write_metrics()
 
-    def _host_mount(self, backend: Json | None) -> HostMount | None:
-        if backend is None:
-            return None
+    def _host_mount(self, backend: Json) -> HostMount | None:
         model = parse_backend(backend)
         if isinstance(model, str):
             logger.warning("backend %s is invalid: %s", self._settings.backend, model)
             return None
         return driving.host_mount(self._settings.backend, model, self._settings.node)
 
-    def remount(self, backend: Json | None, mount: HostMount) -> bool:
-        if mounting.is_mount_point(mount.mount_point):
+    def remount(self, backend: Json, mount: HostMount, *, stale: bool) -> bool:
+        if stale:
             message = f"node {self._settings.node}: mount {mount.mount_point} is stale"
             logger.warning("%s: unmounting it", message)
             mounting.unmount(mount.mount_point)
@@ -219,15 +216,14 @@ class Agent:
             logger.error("%s: %s", message, error)
             self._event(backend, warning=True, reason="ReleaseFailed", message=message)
             return
-        logger.info(
-            "volume %s: %s of %s done (%s)", name, action, path, (found and "found") or "gone"
-        )
+        outcome = "done" if found else "nothing to do, the directory is gone"
+        logger.info("volume %s: %s of %s: %s", name, action, path, outcome)
         patch = {"metadata": {"annotations": {RELEASED_BY_ANNOTATION: self._settings.node}}}
         self._kube.merge_patch(PERSISTENT_VOLUMES, name, patch)
 
     def release(self) -> None:
         """Unmounts what this agent mounted and removes the node label."""
-        mount_point = path_under(STOWAGE_ROOT, "mounts", self._settings.backend)
+        mount_point = mount_point_of(self._settings.backend)
         if mounting.is_mount_point(mount_point):  # also one a previous agent left
             mounting.unmount(mount_point)
             logger.info("unmounted %s", mount_point)

@@ -11,7 +11,11 @@ from stowage.drivers.placement import rendezvous_order
 
 def backend_mount_point(backend: BackendRef) -> str:
     """Where the helper mounts the whole backend on a node."""
-    return path_under(STOWAGE_ROOT, "mounts", backend.name)
+    return mount_point_of(backend.name)
+
+
+def mount_point_of(backend_name: str) -> str:
+    return path_under(STOWAGE_ROOT, "mounts", backend_name)
 
 
 def claim_volume_path(backend: BackendRef, directory: str) -> str:

@@ -140,16 +140,14 @@ def degraded_condition(facts: Facts) -> Condition:
             DEGRADED, True, Reason.STATIC_VOLUMES_FAILED, "; ".join(facts.static_volume_errors)
         )
     if facts.mount_failed_nodes:
-        failed = sorted(facts.mount_failed_nodes)
-        shown = ", ".join(failed[:10]) + (
-            f" and {len(failed) - 10} more" if len(failed) > 10 else ""
-        )
+        failed = facts.mount_failed_nodes
         return desired(
             DEGRADED,
             True,
             Reason.MOUNT_FAILED,
-            f"the mount helper cannot mount the backend on {len(failed)} node(s): {shown}; "
-            "their volumes are not scheduled there (see the backend's MountFailed Events)",
+            f"the mount helper cannot mount the backend on {len(failed)} node(s): "
+            f"{listed(failed)}; their volumes are not scheduled there (see the backend's "
+            "MountFailed Events)",
         )
     return desired(DEGRADED, False, Reason.AS_EXPECTED, "")
 

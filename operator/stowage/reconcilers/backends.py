@@ -85,7 +85,7 @@ class BackendReconciler:
             facts = await self._gather(body, model, storage_classes, csi_drivers, volumes)
             storage_type = model.spec.storage_type
             observed["storageType"] = storage_type.value
-            if driving.helper(name, model, self._helpers()) is not None:
+            if driving.has_helpers(model):
                 mounts = node_mounts(name, nodes)
                 failed = tuple(mounts.get(MOUNT_FAILED, ()))
                 observed["nodes"] = {

@@ -34,6 +34,7 @@ __all__ = [
     "SecretNeed",
     "Unprovisionable",
     "csi_driver_name",
+    "has_helpers",
     "helper",
     "helper_release_request",
     "host_mount",
@@ -90,10 +91,16 @@ def host_mount(name: str, model: StorageBackend, node: str) -> HostMount | None:
     return driver_for(model.spec.storage_type).host_mount(_ref(name, model), node)
 
 
+def has_helpers(model: StorageBackend) -> bool:
+    """Whether the backend gets mount-helper DaemonSets: types whose volumes live in the
+    backend mount (glusterfs, cephfs, cifs). The helpers' work for the others is not built yet."""
+    return isinstance(driver_for(model.spec.storage_type), SharedMountDriver)
+
+
 def helper_release_request(plan: ReleasePlan, model: StorageBackend) -> dict[str, str] | None:
     """The PV annotations that ask the backend's helpers to delete or archive the volume's
     directory; None when no host-side work is due (Retain, or a type without helpers)."""
-    if not isinstance(driver_for(model.spec.storage_type), SharedMountDriver):
+    if not has_helpers(model):
         return None
     if plan.action is OnDelete.RETAIN or not plan.location.path:
         return None
@@ -104,9 +111,8 @@ def helper_release_request(plan: ReleasePlan, model: StorageBackend) -> dict[str
 
 
 def helper(name: str, model: StorageBackend, settings: HelperSettings) -> Json | None:
-    """The backend's mount-helper DaemonSet, for types whose volumes live in the backend mount
-    (glusterfs, cephfs, cifs). The helpers' work for the other types is not built yet."""
-    if not isinstance(driver_for(model.spec.storage_type), SharedMountDriver):
+    """The backend's mount-helper DaemonSet; None when its type has none (`has_helpers`)."""
+    if not has_helpers(model):
         return None
     return helper_daemonset(_ref(name, model), settings)
 
