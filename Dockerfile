@@ -56,7 +56,9 @@ RUN apt-get update \
       glusterfs-client ceph-fuse ceph-common nfs-common cifs-utils open-iscsi lvm2 \
       xfsprogs e2fsprogs util-linux mount git nfs-ganesha nfs-ganesha-vfs samba smbclient \
       libnfs-utils libiscsi-bin \
- && apt-get clean && rm -rf /var/lib/apt/lists/*
+ && apt-get clean && rm -rf /var/lib/apt/lists/* \
+ && ln -sf /proc/self/mounts /etc/mtab
+# (NFS-Ganesha's VFS FSAL finds the file system of an export through /etc/mtab.)
 COPY --from=dependencies /opt/stowage /opt/stowage
 COPY --from=stowage /app/ /opt/stowage/
 ENTRYPOINT ["stowage"]

@@ -2,6 +2,7 @@
 
     cluster = GlusterCluster.start(hosts)          # replica = len(hosts), volume gv0
     cluster.brick(host) / "file"                   # what a brick holds, read on this machine
+    cluster.create_volume("gv1"); cluster.enable_quota()
     cluster.stop_host(host); cluster.start_host(host)
     cluster.stop()
 
@@ -74,19 +75,34 @@ class GlusterCluster:
             for other in others:
                 cluster.gluster(first, "peer", "probe", other.ip)
             cluster._wait(lambda: cluster._peers_connected(first), "peers connected")
-            bricks = [f"{host.ip}:{cluster.brick(host)}" for host in cluster.hosts]
-            count = replica or len(cluster.hosts)
-            replication = ["replica", str(count)] if count > 1 else []
-            cluster.gluster(first, "volume", "create", volume, *replication, *bricks, "force")
-            cluster.gluster(first, "volume", "start", volume)
-            cluster._wait(lambda: cluster._bricks_online(first), "all bricks online")
+            cluster.create_volume(volume, replica)
         except BaseException:
             cluster.stop()
             raise
         return cluster
 
-    def brick(self, host: TestHost) -> Path:
-        return _state_dir(host) / "brick"
+    def create_volume(self, volume: str, replica: int | None = None) -> None:
+        """Creates and starts a volume with a brick on every host."""
+        for host in self.hosts:
+            self.brick(host, volume).mkdir(parents=True, exist_ok=True)
+        bricks = [f"{host.ip}:{self.brick(host, volume)}" for host in self.hosts]
+        count = replica or len(self.hosts)
+        replication = ["replica", str(count)] if count > 1 else []
+        first = self.hosts[0]
+        self.gluster(first, "volume", "create", volume, *replication, *bricks, "force")
+        self.gluster(first, "volume", "start", volume)
+        self._wait(lambda: self._bricks_online(first, volume), f"all bricks of {volume} online")
+
+    def enable_quota(self, volume: str | None = None) -> None:
+        """Directory quotas on, enforced at once rather than on a timer (the admin's part)."""
+        volume = volume or self.volume
+        first = self.hosts[0]
+        self.gluster(first, "volume", "quota", volume, "enable")
+        for timeout in ("features.hard-timeout", "features.soft-timeout"):
+            self.gluster(first, "volume", "set", volume, timeout, "0")
+
+    def brick(self, host: TestHost, volume: str | None = None) -> Path:
+        return _state_dir(host) / "bricks" / (volume or self.volume)
 
     def source(self, host: TestHost) -> str:
         return f"{host.ip}:/{self.volume}"
@@ -108,7 +124,7 @@ class GlusterCluster:
     def start_host(self, host: TestHost, *, wait_for_bricks: bool = True) -> None:
         """Starts the host's glusterd (which starts its bricks of started volumes)."""
         state = _state_dir(host)
-        for name in (*PRIVATE_DIRS, "brick"):
+        for name in PRIVATE_DIRS:
             (state / name).mkdir(parents=True, exist_ok=True)
         self._glusterd[host.name] = subprocess.Popen(
             _glusterd_command(host),
@@ -159,14 +175,13 @@ class GlusterCluster:
         status = self.gluster(host, "peer", "status")
         return status.count("Peer in Cluster (Connected)") == len(self.hosts) - 1
 
-    def _bricks_online(self, host: TestHost) -> bool:
-        status = ElementTree.fromstring(
-            self.gluster(host, "volume", "status", self.volume, "--xml")
-        )
+    def _bricks_online(self, host: TestHost, volume: str | None = None) -> bool:
+        volume = volume or self.volume
+        status = ElementTree.fromstring(self.gluster(host, "volume", "status", volume, "--xml"))
         online = {
             node.findtext("path") for node in status.iter("node") if node.findtext("status") == "1"
         }
-        return all(str(self.brick(h)) in online for h in self.hosts)
+        return all(str(self.brick(h, volume)) in online for h in self.hosts)
 
     def _wait(self, probe: Callable[[], bool], what: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

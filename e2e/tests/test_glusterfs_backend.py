@@ -13,6 +13,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,12 @@ HELPERS_NAMESPACE = "stowage-system"
 
 @pytest.fixture(scope="module")
 def gluster(cluster: object) -> Iterator[GlusterCluster]:
-    """One replica-3 Gluster pool for the module; each test mounts it through its own backend."""
+    """One replica-3 Gluster pool for the module, with quota on as an admin would have it; each
+    test mounts it through its own backend."""
     servers = hosts.create_hosts(3)
     try:
         pool = GlusterCluster.start(servers)
+        pool.enable_quota()
         yield pool
         pool.stop()
     finally:
@@ -79,32 +82,31 @@ def claim_directory(kube: Kube, namespace: str, backend: str) -> Path:
     return Path(volume["spec"]["local"]["path"]).relative_to(MOUNTS_DIR / backend)
 
 
-def backend_events(kube: Kube, backend: str, reason: str) -> list[dict[str, Any]]:
+def events_about(kube: Kube, namespace: str, name: str, reason: str) -> list[dict[str, Any]]:
     events = kube.json(
         "--namespace",
-        "default",
+        namespace,
         "get",
         "events",
         "--field-selector",
-        f"involvedObject.name={backend},reason={reason}",
+        f"involvedObject.name={name},reason={reason}",
         "--output",
         "json",
     )
     return list(events["items"])
 
 
-def release_claim(kube: Kube, namespace: str, backend: str) -> None:
-    """Deletes the writer pod and the claim `data`; waits until its volume is gone."""
+def backend_events(kube: Kube, backend: str, reason: str) -> list[dict[str, Any]]:
+    return events_about(kube, "default", backend, reason)
+
+
+def release_claim(kube: Kube, namespace: str) -> None:
+    """Deletes the writer pod and the claim `data`; waits until its volume is gone (which the
+    operator does once a helper has released the volume's directory)."""
+    volume = scenario.bound_volume(kube, "data", namespace)["metadata"]["name"]
     kube.delete("pod", "writer", namespace, wait=True)
     kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
-    kube.wait_for(
-        "storagebackend",
-        backend,
-        None,
-        lambda observed: observed.get("status", {}).get("volumes") == 0,
-        timeout=90,
-        what="the released volume gone",
-    )
+    kube.text("wait", "--for=delete", f"persistentvolume/{volume}", "--timeout=90s")
 
 
 @pytest.fixture
@@ -114,10 +116,13 @@ def new_backend(
     """Creates StorageBackends of the Gluster pool (each with its own helper and mount)."""
     created: list[str] = []
 
-    def create(**more: Any) -> str:
+    def create(volume: str | None = None, **more: Any) -> str:
         name = f"gluster-{uuid.uuid4().hex[:6]}"
         spec: dict[str, Any] = {
-            "glusterfs": {"hosts": [host.ip for host in gluster.hosts], "volume": gluster.volume},
+            "glusterfs": {
+                "hosts": [host.ip for host in gluster.hosts],
+                "volume": volume or gluster.volume,
+            },
             **more,
         }
         kube.apply(scenario.storage_backend(name, spec))
@@ -158,7 +163,7 @@ def test_a_pod_writes_through_the_helper_mount_and_every_brick_has_the_file(
         on_brick = gluster.brick(host) / relative / "hello.txt"
         assert on_brick.read_text().strip() == text, f"brick of {host.name}"
 
-    release_claim(kube, namespace, name)
+    release_claim(kube, namespace)
     kube.delete("storagebackend", name, wait=True)
     # The helper saw its backend go: unmounted, node label removed.
     wait_for_label(kube, name, None, timeout=60)
@@ -347,7 +352,7 @@ def test_a_released_claims_directory_is_deleted_kept_or_archived(
     neighbour.mkdir()  # through the mount, as another claim's directory would be made
     assert (directory / "hello.txt").read_text().strip() == text
 
-    release_claim(kube, namespace, name)
+    release_claim(kube, namespace)
 
     archived = directory.parent / f"archived-{directory.name}"
     kept = {"Delete": None, "Retain": directory, "Archive": archived}[on_delete]
@@ -400,3 +405,72 @@ def test_a_server_going_down_while_a_pod_writes_costs_no_write(
 
 def md5_of(path: Path) -> str:
     return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+# Claims provisioned before any pod uses them (the default waits for the first consumer).
+IMMEDIATE: dict[str, Any] = {"storageClass": {"volumeBindingMode": "Immediate"}}
+
+# As the claim's owner: how big the volume looks, then 20 MiB into a 10 MiB claim.
+OVERFILL = """
+df -k /data | tail -1 | awk '{print "size_kib=" $2}'
+if dd if=/dev/zero of=/data/big bs=1M count=20 2>/tmp/dd.err; then echo "wrote 20 MiB"; fi
+cat /tmp/dd.err
+echo "written=$(stat -c %s /data/big)"
+"""
+
+
+def test_a_claim_gets_its_own_directory_first_and_cannot_write_beyond_its_size(
+    kube: Kube,
+    namespace: str,
+    gluster: GlusterCluster,
+    new_backend: Callable[..., str],
+    stowage_images: Images,
+) -> None:
+    name = new_backend(
+        provisioning={"directoryMode": "2770", "directoryOwner": {"uid": 1000, "gid": 2000}},
+        **IMMEDIATE,
+    )
+    wait_for_label(kube, name, "ready")
+    kube.apply(scenario.claim("data", name, "10Mi", "ReadWriteMany"), namespace)
+    volume = scenario.bound_volume(kube, "data", namespace)
+    relative = claim_directory(kube, namespace, name)
+    made = (gluster.brick(gluster.hosts[0]) / relative).stat()
+    assert (made.st_mode & 0o7777, made.st_uid, made.st_gid) == (0o2770, 1000, 2000)
+    created = datetime.fromisoformat(volume["metadata"]["creationTimestamp"]).timestamp()
+    assert int(made.st_mtime) <= created, "the directory was made after its PV"
+
+    pod = scenario.script_pod("overfill", "data", stowage_images.operator, OVERFILL)
+    pod["spec"]["securityContext"] = {"runAsUser": 1000, "runAsGroup": 2000}
+    kube.apply(pod, namespace)
+    finished = kube.wait_for_pod_phase("overfill", namespace, timeout=180)
+    log = kube.logs("overfill", namespace)
+    print(f"\n{log}")
+    assert finished["status"]["phase"] == "Succeeded", log
+    assert "size_kib=10240" in log  # df in the pod shows the claim's size
+    assert "wrote 20 MiB" not in log and "Disk quota exceeded" in log
+    written = int(log.split("written=")[1].split()[0])
+    assert written < 16 * 2**20, f"{written} bytes got into a 10 MiB claim"
+    kube.delete("pod", "overfill", namespace, wait=True)
+    kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
+
+
+def test_a_volume_without_quota_leaves_the_claim_pending_with_the_reason(
+    kube: Kube, namespace: str, gluster: GlusterCluster, new_backend: Callable[..., str]
+) -> None:
+    gluster.create_volume("noquota")
+    name = new_backend(volume="noquota", **IMMEDIATE)
+    wait_for_label(kube, name, "ready")
+    kube.apply(scenario.claim("data", name, "10Mi", "ReadWriteMany"), namespace)
+    claim = kube.wait_for(
+        "persistentvolumeclaim",
+        "data",
+        namespace,
+        lambda _: bool(events_about(kube, namespace, "data", "PreparationFailed")),
+        timeout=120,
+        what="a PreparationFailed Event on the claim",
+    )
+    (failed,) = events_about(kube, namespace, "data", "PreparationFailed")
+    print(f"\n{failed['message']}")
+    assert "gluster volume quota noquota enable" in failed["message"]
+    assert claim["status"]["phase"] == "Pending"
+    kube.delete("persistentvolumeclaim", "data", namespace, wait=True)

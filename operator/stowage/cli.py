@@ -1,4 +1,5 @@
-"""The `stowage` command: `run` the operator, print the `crds`, run the mount-helper `agent`.
+"""The `stowage` command: `run` the operator, print the `crds`, run the mount-helper `agent`,
+run a NASShare's NFS server (`nas-server`).
 
 Each subcommand is one `add_*` function registering its parser and the function that runs it.
 """
@@ -45,23 +46,37 @@ def crds_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     return 0
 
 
-def agent_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def configure_logging(parser: argparse.ArgumentParser) -> None:
+    """Logging of the programs the operator starts: INFO, in the format of STOWAGE_LOG_FORMAT."""
     from stowage import logging as stowage_logging
-    from stowage.agent.runner import Agent, AgentSettings
-    from stowage.kube import Connection, Kube
     from stowage.settings import LogFormat, LogLevel
 
-    node = args.node or os.environ.get("NODE_NAME", "")
-    if not node:
-        parser.error("--node (or NODE_NAME) is required")
     try:
         log_format = LogFormat(os.environ.get("STOWAGE_LOG_FORMAT", LogFormat.TEXT.value))
     except ValueError as error:
         parser.error(f"STOWAGE_LOG_FORMAT: {error}")
     stowage_logging.configure(log_format, LogLevel.INFO)
+
+
+def agent_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from stowage.agent.runner import Agent, AgentSettings
+    from stowage.kube import Connection, Kube
+
+    node = args.node or os.environ.get("NODE_NAME", "")
+    if not node:
+        parser.error("--node (or NODE_NAME) is required")
+    configure_logging(parser)
     settings = AgentSettings(backend=args.backend, node=node, interval=args.interval)
     kube = Kube(Connection.load(args.kubeconfig, pool_size=2), timeout=30)
     return Agent(kube, settings).run()
+
+
+def nas_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from stowage.nas.server import NfsServer, ServerSettings
+
+    configure_logging(parser)
+    settings = ServerSettings(config=args.config, exported=args.exported, recovery=args.recovery)
+    return NfsServer(settings).run()
 
 
 def add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -106,6 +121,23 @@ def add_agent(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.set_defaults(command=agent_command, parser=parser)
 
 
+def add_nas_server(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "nas-server",
+        help="run the NFS server of one NASShare (started by the operator)",
+        description="Run NFS-Ganesha with the given configuration and reload its exports "
+        "whenever the file changes (the operator mounts it from the share's ConfigMap).",
+    )
+    parser.add_argument("--config", type=Path, required=True, help="ganesha.conf to serve")
+    parser.add_argument(
+        "--exported", type=Path, required=True, help="the exported directory (made if missing)"
+    )
+    parser.add_argument(
+        "--recovery", type=Path, required=True, help="NFSv4 recovery state (made if missing)"
+    )
+    parser.set_defaults(command=nas_server_command, parser=parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stowage", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"stowage {__version__}")
@@ -113,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run(subparsers)
     add_crds(subparsers)
     add_agent(subparsers)
+    add_nas_server(subparsers)
     return parser
 
 

@@ -84,6 +84,80 @@ def node(api: Api) -> Iterator[str]:
     api.kube.delete(NODES, name)
 
 
+@pytest.fixture
+def mounted(api: Api) -> Iterator[Callable[[str, str], None]]:
+    """Labels a node as a mount helper does where its backend is mounted (no helper runs in
+    this tier: the e2e tier runs the real one against GlusterFS)."""
+    labelled: list[tuple[str, str]] = []
+
+    def label(node: str, backend: str, value: str | None = "ready") -> None:
+        patch = {"metadata": {"labels": {f"mount.stowage.io/{backend}": value}}}
+        api.kube.merge_patch(NODES, node, patch)
+        labelled.append((node, backend))
+
+    yield label
+    for node, backend in labelled:
+        if api.get(NODES, node) is not None:
+            patch = {"metadata": {"labels": {f"mount.stowage.io/{backend}": None}}}
+            api.kube.merge_patch(NODES, node, patch)
+
+
+@pytest.fixture
+def second_node(api: Api) -> Iterator[str]:
+    name = unique("it-node")
+    api.kube.create(
+        NODES,
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}},
+    )
+    yield name
+    api.kube.delete(NODES, name)
+
+
+def claim_once(
+    api: Api,
+    namespace: str,
+    claim: str,
+    holds: Callable[[Json], bool],
+    what: str,
+    timeout: float = 30,
+) -> Json:
+    """The claim, once `holds` says yes of it."""
+    return wait_for(
+        lambda: (
+            body
+            if (body := api.get(PERSISTENT_VOLUME_CLAIMS, claim, namespace)) and holds(body)
+            else None
+        ),
+        timeout=timeout,
+        what=what,
+    )
+
+
+def annotation(body: Json, key: str) -> str | None:
+    return (body["metadata"].get("annotations") or {}).get(key)
+
+
+def asked_to_prepare(api: Api, namespace: str, claim: str) -> Json:
+    """The claim once the operator has asked a helper to make its directory."""
+    return claim_once(
+        api,
+        namespace,
+        claim,
+        lambda body: bool(annotation(body, "stowage.io/prepare-on")),
+        f"a helper asked to prepare claim {claim}",
+    )
+
+
+def prepare_as_the_helper_would(api: Api, namespace: str, claim: str, node: str) -> None:
+    """Waits until the helper of `node` is asked for the claim's directory, checks that there
+    is no PV yet, then answers as the helper does once the directory is made."""
+    asked = asked_to_prepare(api, namespace, claim)
+    assert asked["metadata"]["annotations"]["stowage.io/prepare-on"] == node
+    assert api.get(PERSISTENT_VOLUMES, f"pvc-{asked['metadata']['uid']}") is None
+    patch = {"metadata": {"annotations": {"stowage.io/prepared-by": node}}}
+    api.kube.merge_patch(PERSISTENT_VOLUME_CLAIMS, claim, patch, namespace=namespace)
+
+
 def bound_volume(api: Api, namespace: str, claim: str, timeout: float = 60) -> Json:
     wait_for(
         lambda: api.claim_phase(namespace, claim) == "Bound",
@@ -220,6 +294,8 @@ def test_claim_of_a_backend_that_is_not_ready_is_retried(
     operator: OperatorProcess,
     backends: Callable[[str, dict[str, Any]], str],
     namespace: str,
+    node: str,
+    mounted: Callable[[str, str], None],
 ) -> None:
     secret = unique("smb")
     name = backends(
@@ -255,6 +331,8 @@ def test_claim_of_a_backend_that_is_not_ready_is_retried(
             },
         }
     )
+    mounted(node, name)
+    prepare_as_the_helper_would(api, namespace, "early", node)
     volume = bound_volume(api, namespace, "early", timeout=60)
     api.delete(SECRETS, secret, namespace)
     api.delete(PERSISTENT_VOLUME_CLAIMS, "early", namespace)
@@ -286,16 +364,99 @@ def release_as_the_helper_would(api: Api, volume: str, action: str) -> None:
     wait_for(partial(api.gone, PERSISTENT_VOLUMES, volume), timeout=30, what=f"{volume} deleted")
 
 
+GLUSTER = {"glusterfs": {"hosts": ["192.0.2.50", "192.0.2.51"], "volume": "gv0"}, **IMMEDIATE}
+
+
+def test_the_claims_directory_is_made_by_a_helper_before_its_volume_exists(
+    api: Api,
+    operator: OperatorProcess,
+    backends: Callable[[str, dict[str, Any]], str],
+    namespace: str,
+    node: str,
+    mounted: Callable[[str, str], None],
+) -> None:
+    name = backends("gluster", GLUSTER)
+    api.wait_condition(name, status="True", reason="Available")
+    api.apply(claim_manifest("data", namespace, name, access_modes=("ReadWriteMany",)))
+    pending = wait_for(
+        lambda: [
+            e
+            for e in api.events("PersistentVolumeClaim", "data", namespace)
+            if e["reason"] == "ProvisioningFailed" and "mounted" in e["message"]
+        ],
+        timeout=30,
+        what="a ProvisioningFailed Event saying no node has the backend mounted",
+    )
+    assert f"mount.stowage.io/{name}=ready" in pending[0]["message"]
+    mounted(node, name)
+    asked = asked_to_prepare(api, namespace, "data")
+    assert asked["metadata"]["labels"]["stowage.io/prepare"] == name
+    time.sleep(3)  # a helper that has not answered holds the volume back
+    assert api.claim_phase(namespace, "data") == "Pending"
+    prepare_as_the_helper_would(api, namespace, "data", node)
+    volume = bound_volume(api, namespace, "data")
+    claim = claim_once(
+        api,
+        namespace,
+        "data",
+        lambda body: "stowage.io/prepare" not in (body["metadata"].get("labels") or {}),
+        "the preparation label taken off the bound claim",
+    )
+    assert not {"stowage.io/prepare-on", "stowage.io/prepared-by"} & set(
+        claim["metadata"].get("annotations") or {}
+    )
+    api.delete(PERSISTENT_VOLUME_CLAIMS, "data", namespace)
+    release_as_the_helper_would(api, volume["metadata"]["name"], "Delete")
+
+
+def test_a_helper_that_does_not_answer_is_replaced_by_the_next_mounted_node(
+    api: Api,
+    operator: OperatorProcess,
+    backends: Callable[[str, dict[str, Any]], str],
+    namespace: str,
+    node: str,
+    second_node: str,
+    mounted: Callable[[str, str], None],
+) -> None:
+    name = backends("gluster", GLUSTER)
+    api.wait_condition(name, status="True", reason="Available")
+    mounted(node, name)
+    mounted(second_node, name)
+    api.apply(claim_manifest("data", namespace, name, access_modes=("ReadWriteMany",)))
+    first = asked_to_prepare(api, namespace, "data")["metadata"]["annotations"]
+    silent = first["stowage.io/prepare-on"]
+    assert silent in (node, second_node)
+    other = second_node if silent == node else node
+    # The operator waits 20 s for an answer, then asks the other node.
+    reasked = claim_once(
+        api,
+        namespace,
+        "data",
+        lambda body: annotation(body, "stowage.io/prepare-on") == other,
+        f"the helper on {other} asked after {silent} stayed silent",
+        timeout=90,
+    )
+    assert api.claim_phase(namespace, "data") == "Pending"
+    assert reasked["metadata"]["labels"]["stowage.io/prepare"]
+    prepare_as_the_helper_would(api, namespace, "data", other)
+    volume = bound_volume(api, namespace, "data")
+    api.delete(PERSISTENT_VOLUME_CLAIMS, "data", namespace)
+    release_as_the_helper_would(api, volume["metadata"]["name"], "Delete")
+
+
 def test_a_released_archive_volume_is_handed_to_the_helpers_with_its_archive_name(
     api: Api,
     operator: OperatorProcess,
     backends: Callable[[str, dict[str, Any]], str],
     namespace: str,
+    node: str,
+    mounted: Callable[[str, str], None],
 ) -> None:
-    spec = {"glusterfs": {"hosts": ["192.0.2.50", "192.0.2.51"], "volume": "gv0"}}
-    name = backends("gluster", {**spec, "provisioning": {"onDelete": "Archive"}, **IMMEDIATE})
+    name = backends("gluster", {**GLUSTER, "provisioning": {"onDelete": "Archive"}})
     api.wait_condition(name, status="True", reason="Available")
+    mounted(node, name)
     api.apply(claim_manifest("kept", namespace, name, access_modes=("ReadWriteMany",)))
+    prepare_as_the_helper_would(api, namespace, "kept", node)
     volume = bound_volume(api, namespace, "kept")
     directory = volume["spec"]["local"]["path"].rsplit("/", 1)[1]
     api.delete(PERSISTENT_VOLUME_CLAIMS, "kept", namespace)

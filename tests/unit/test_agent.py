@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stowage.agent import mounting
+from stowage.agent import mounting, quota
 from stowage.agent.claim_data import (
+    NewDirectory,
     archive_directory_below,
     make_directory_below,
     remove_directory_below,
@@ -121,13 +122,27 @@ def test_refused_servers_are_passed_over_without_mounting(tmp_path: Path) -> Non
 def test_claim_directories_are_made_below_the_mount_only(tmp_path: Path) -> None:
     root = tmp_path / "mount"
     root.mkdir()
-    make_directory_below(str(root), str(root / "base" / "ns-claim-uid"))
+    assert make_directory_below(str(root), str(root / "base" / "ns-claim-uid"), NewDirectory())
     made = root / "base" / "ns-claim-uid"
     assert made.is_dir()
-    assert made.stat().st_mode & 0o777 == 0o777
+    assert made.stat().st_mode & 0o7777 == 0o777
+    assert (root / "base").stat().st_mode & 0o7777 == 0o755
     with pytest.raises(ValueError, match="is not below"):
-        make_directory_below(str(root), str(root / ".." / "elsewhere"))
+        make_directory_below(str(root), str(root / ".." / "elsewhere"), NewDirectory())
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_claim_directories_get_the_backends_mode_and_owner_once(tmp_path: Path) -> None:
+    root = tmp_path / "mount"
+    root.mkdir()
+    path = root / "ns-claim-uid"
+    wanted = NewDirectory(mode=0o2770, uid=1000, gid=2000)
+    assert make_directory_below(str(root), str(path), wanted)
+    made = path.stat()
+    assert (made.st_mode & 0o7777, made.st_uid, made.st_gid) == (0o2770, 1000, 2000)
+    os.chmod(path, 0o700)  # a later change by the claim's owner is kept
+    assert not make_directory_below(str(root), str(path), wanted)
+    assert path.stat().st_mode & 0o7777 == 0o700
 
 
 def test_a_planted_symlink_does_not_lead_the_agent_out(tmp_path: Path) -> None:
@@ -137,7 +152,7 @@ def test_a_planted_symlink_does_not_lead_the_agent_out(tmp_path: Path) -> None:
     outside.mkdir()
     os.symlink(outside, root / "base")
     with pytest.raises(OSError):
-        make_directory_below(str(root), str(root / "base" / "ns-claim-uid"))
+        make_directory_below(str(root), str(root / "base" / "ns-claim-uid"), NewDirectory())
     assert list(outside.iterdir()) == []
 
 
@@ -254,3 +269,68 @@ def test_agent_metrics_file_tells_the_server_and_the_failovers(tmp_path: Path) -
 
     metrics.remove(str(tmp_path))
     assert not (tmp_path / "gluster.prom").exists()
+
+
+def test_the_gluster_limit_is_written_as_glusterd_writes_it() -> None:
+    # `gluster volume quota gv0 limit-usage / 100MB` left this value on the brick (10.3).
+    assert quota.gluster_limit_value(100 * 2**20).hex() == "0000000006400000ffffffffffffffff"
+
+
+def test_quota_is_kept_where_the_type_has_it_unless_the_backend_turns_it_off() -> None:
+    assert driving.has_directory_quota(model(GLUSTER))
+    assert not driving.has_directory_quota(
+        model({**GLUSTER, "provisioning": {"enforceQuota": False}})
+    )
+    cifs = {
+        "cifs": {"servers": ["s1"], "share": "k8s", "secretRef": {"name": "s", "namespace": "n"}}
+    }
+    assert not driving.has_directory_quota(model(cifs))
+
+
+def mounted_node(name: str, backend: str, value: str = "ready") -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": {f"mount.stowage.io/{backend}": value}}}
+
+
+def test_the_directory_is_asked_of_a_mounted_node_and_then_of_the_next() -> None:
+    nodes = [
+        mounted_node("n1", "gluster"),
+        mounted_node("n2", "gluster", "failed"),
+        mounted_node("n3", "gluster"),
+        mounted_node("n4", "other"),
+    ]
+    order = rendezvous_order("pvc-1", ["n1", "n3"])
+    asked = [
+        driving.helper_prepare_request("gluster", model(GLUSTER), "pvc-1", nodes, attempt)
+        for attempt in range(3)
+    ]
+    assert [request and request["stowage.io/prepare-on"] for request in asked] == [
+        order[0],
+        order[1],
+        order[0],
+    ]
+    with pytest.raises(driving.Unprovisionable, match=r"mount\.stowage\.io/gluster=ready"):
+        driving.helper_prepare_request("gluster", model(GLUSTER), "pvc-1", nodes[1:2], 0)
+    hostpath = {"hostPath": {"path": "/srv/stowage"}}
+    assert driving.helper_prepare_request("h", model(hostpath), "pvc-1", nodes, 0) is None
+
+
+def claim(storage_class: str, name: str = "data") -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": "apps", "name": name, "uid": "1234-abcd"},
+        "spec": {
+            "storageClassName": storage_class,
+            "accessModes": ["ReadWriteMany"],
+            "resources": {"requests": {"storage": "10Mi"}},
+        },
+    }
+
+
+def test_the_helper_works_out_a_claims_directory_as_the_operator_does() -> None:
+    backend = model(GLUSTER)
+    storage_class = driving.storage_class("gluster", backend)["metadata"]["name"]
+    volume = driving.claim_volume("gluster", backend, claim(storage_class))
+    assert volume["spec"]["local"]["path"].startswith("/var/lib/stowage/mounts/gluster/")
+    assert volume["spec"]["capacity"]["storage"] == "10Mi"
+    # A claim of another class is none of this helper's business, whatever it is labelled.
+    with pytest.raises(driving.Unprovisionable, match="not of StorageClass"):
+        driving.claim_volume("gluster", backend, claim("someone-elses"))

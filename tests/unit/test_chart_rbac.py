@@ -34,6 +34,9 @@ VERBS_OF_CALL: dict[str, tuple[str, ...]] = {
     "apply": ("patch", "create"),
     "merge_patch": ("patch",),
     "delete": ("delete",),
+    "watch": ("watch",),
+    # stowage.reconcilers.applying: read, then server-side apply if drifted.
+    "apply_drifted": ("get", "patch", "create"),
 }
 # kopf handlers that only observe; the others store progress and finalizers on the object.
 OBSERVING_HANDLERS = {"event", "index"}
@@ -64,6 +67,8 @@ def called_verbs(call: ast.Call) -> Iterator[tuple[str, list[ast.expr]]]:
     """`kube.create(PVS, body)` and `runtime.call(kube.create, PVS, body)`: verb and its args."""
     if isinstance(call.func, ast.Attribute) and call.func.attr in VERBS_OF_CALL:
         yield call.func.attr, call.args
+    if isinstance(call.func, ast.Name) and call.func.id in VERBS_OF_CALL:
+        yield call.func.id, call.args
     for position, arg in enumerate(call.args):
         if isinstance(arg, ast.Attribute) and arg.attr in VERBS_OF_CALL:
             yield arg.attr, call.args[position + 1 :]
@@ -76,8 +81,9 @@ def client_permissions(tree: ast.Module) -> Iterator[Permission]:
         if isinstance(node.func, ast.Name) and node.func.id == "post_event":
             yield ("", "events", "create")  # stowage.kube.events: one Event, created
         for verb, args in called_verbs(node):
-            first = args[0] if args else None
-            if not isinstance(first, ast.Name) or first.id not in RESOURCES:
+            # The resource is the first argument that names one (after a runtime, say).
+            first = next((a for a in args if isinstance(a, ast.Name) and a.id in RESOURCES), None)
+            if first is None:
                 continue
             resource = RESOURCES[first.id]
             subresource = next(

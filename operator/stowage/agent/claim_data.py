@@ -13,10 +13,20 @@ import contextlib
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 
-# Claim directories: anyone in the pod may write (as local-path-provisioner makes them).
-CLAIM_DIRECTORY_MODE = 0o777
+# Directories above a claim's (the backend's base path) are the helpers' alone.
+PARENT_DIRECTORY_MODE = 0o755
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
+@dataclass(frozen=True)
+class NewDirectory:
+    """Mode and owner a claim's directory gets when it is made (never changed afterwards)."""
+
+    mode: int = 0o777
+    uid: int | None = None
+    gid: int | None = None
 
 
 def parts_below(root: str, path: str) -> list[str]:
@@ -29,31 +39,51 @@ def parts_below(root: str, path: str) -> list[str]:
 
 @contextlib.contextmanager
 def opened_directory(root: str, parts: list[str], *, create: bool = False) -> Iterator[int]:
-    """A descriptor of root/parts..., walked without following symlinks."""
+    """A descriptor of root/parts..., walked without following symlinks; with `create`,
+    missing directories are made (mode 0755)."""
     descriptor = os.open(root, _DIRECTORY)
     try:
         for part in parts:
-            created = False
-            if create:
-                try:
-                    os.mkdir(part, mode=CLAIM_DIRECTORY_MODE, dir_fd=descriptor)
-                    created = True
-                except FileExistsError:
-                    pass
+            created = create and _made(part, descriptor)
             child = os.open(part, _DIRECTORY, dir_fd=descriptor)
             os.close(descriptor)
             descriptor = child
             if created:
-                os.fchmod(descriptor, CLAIM_DIRECTORY_MODE)  # not narrowed by the umask
+                _settle(descriptor, NewDirectory(PARENT_DIRECTORY_MODE))
         yield descriptor
     finally:
         os.close(descriptor)
 
 
-def make_directory_below(root: str, path: str) -> None:
-    """Creates `path` (mode 0777) inside `root`, with any missing parents."""
-    with opened_directory(root, parts_below(root, path), create=True):
-        pass
+def _made(name: str, parent: int) -> bool:
+    try:
+        os.mkdir(name, mode=0o700, dir_fd=parent)  # the real mode follows, without the umask
+    except FileExistsError:
+        return False
+    return True
+
+
+def _settle(descriptor: int, new: NewDirectory) -> None:
+    if new.uid is not None or new.gid is not None:
+        uid = -1 if new.uid is None else new.uid
+        gid = -1 if new.gid is None else new.gid
+        os.fchown(descriptor, uid, gid)
+    os.fchmod(descriptor, new.mode)  # after chown, which would clear a setgid bit
+
+
+def make_directory_below(root: str, path: str, new: NewDirectory) -> bool:
+    """Creates `path` inside `root` with any missing parents; False if it was there already
+    (then its mode and owner are left as they are)."""
+    *parents, name = parts_below(root, path)
+    with opened_directory(root, parents, create=True) as parent:
+        if not _made(name, parent):
+            return False
+        descriptor = os.open(name, _DIRECTORY, dir_fd=parent)
+        try:
+            _settle(descriptor, new)
+        finally:
+            os.close(descriptor)
+    return True
 
 
 def remove_directory_below(root: str, path: str) -> bool:

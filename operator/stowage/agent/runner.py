@@ -2,8 +2,9 @@
 
 Every `interval` seconds: read the backend, make sure its mount is there and answers (else
 mount it again through the failover order), label the node `mount.stowage.io/<backend>` with
-`ready` or `failed`, create the directory of every volume of the backend that lacks one, and
-delete or archive the directories of released volumes that the operator handed over (PV
+`ready` or `failed`, make the directories (with their quota) of the claims the operator asks
+this node to prepare before it creates their PVs, make any missing directory of a live volume,
+and delete or archive the directories of released volumes that the operator handed over (PV
 annotations). The FUSE clients are moved out of the container so that mounts outlive a helper
 restart; a restarted agent adopts the healthy mount it finds. When the backend is gone, or the
 agent is stopped while its backend is being deleted, it unmounts and removes the label.
@@ -21,17 +22,23 @@ from types import FrameType
 
 from stowage.agent import mounting
 from stowage.agent.claim_data import (
+    NewDirectory,
     archive_directory_below,
     make_directory_below,
     remove_directory_below,
 )
 from stowage.agent.metrics import AgentMetrics
-from stowage.api.backend import OnDelete
+from stowage.agent.quota import DirectoryQuotas, QuotaError
+from stowage.api.backend import OnDelete, StorageBackend
+from stowage.api.common import parse_quantity
 from stowage.drivers.base import (
     ARCHIVE_AS_ANNOTATION,
     BACKEND_LABEL,
     MOUNT_FAILED,
     MOUNT_READY,
+    PREPARE_LABEL,
+    PREPARE_ON_ANNOTATION,
+    PREPARED_BY_ANNOTATION,
     RELEASE_ANNOTATION,
     RELEASED_BY_ANNOTATION,
     HostMount,
@@ -40,7 +47,12 @@ from stowage.drivers.base import (
 from stowage.drivers.mounts import mount_point_of
 from stowage.kube import Json, Kube
 from stowage.kube.events import post_event
-from stowage.kube.resources import NODES, PERSISTENT_VOLUMES, STORAGE_BACKENDS
+from stowage.kube.resources import (
+    NODES,
+    PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
+    STORAGE_BACKENDS,
+)
 from stowage.reconcilers import driving
 from stowage.reconcilers.backend_state import parse_backend
 
@@ -67,11 +79,13 @@ class Agent:
         self._label: str | None = None
         self._mount: HostMount | None = None  # the last mount served, to release when it goes
         self._stopping = threading.Event()
+        self._wake = threading.Event()  # work came early: run the next step now
         self._failed_mounts = 0
         self._next_mount_at = 0.0
         self._last_failure = ""
         self._detached_clients: list[int] = []
         self._metrics = AgentMetrics(settings.backend)
+        self._last_claim_failure: dict[str, str] = {}  # by claim uid: one Event per failure
 
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -79,17 +93,39 @@ class Agent:
         logger.info("agent for backend %s on node %s", self._settings.backend, self._settings.node)
         # Nodes that start together do not mount together.
         self._stopping.wait(random.uniform(0, self._settings.interval))
+        threading.Thread(target=self.watch_claims, name="claim watch", daemon=True).start()
         while not self._stopping.is_set():
             try:
                 self.step()
             except Exception:
                 logger.exception("agent step failed; trying again")
-            self._stopping.wait(self._settings.interval)
+            self._wake.wait(self._settings.interval)
+            self._wake.clear()
         self.on_stop()
         return 0
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         self._stopping.set()
+        self._wake.set()
+
+    def watch_claims(self) -> None:
+        """Wakes the loop as soon as the operator asks this node for a claim's directory (the
+        loop's own listing every interval covers the time the watch is down)."""
+        selector = f"{PREPARE_LABEL}={self._settings.backend}"
+        while not self._stopping.is_set():
+            try:
+                for event in self._kube.watch(PERSISTENT_VOLUME_CLAIMS, label_selector=selector):
+                    if self._is_asked(event.get("object") or {}):
+                        self._wake.set()
+            except Exception as error:  # whatever broke it, watch again after a pause
+                logger.warning("claim watch failed: %s", error)
+                self._stopping.wait(self._settings.interval)
+
+    def _is_asked(self, claim: Json) -> bool:
+        annotations = (claim.get("metadata") or {}).get("annotations") or {}
+        return annotations.get(
+            PREPARE_ON_ANNOTATION
+        ) == self._settings.node and not annotations.get(PREPARED_BY_ANNOTATION)
 
     def step(self) -> None:
         backend = self._kube.get(STORAGE_BACKENDS, self._settings.backend)
@@ -98,7 +134,11 @@ class Agent:
             return
         # A backend being deleted keeps its mount until the operator removes this DaemonSet
         # (after the last volume is gone): released volumes may still need their data work.
-        mount = self._host_mount(backend)
+        model = parse_backend(backend)
+        if isinstance(model, str):
+            logger.warning("backend %s is invalid: %s", self._settings.backend, model)
+            return
+        mount = driving.host_mount(self._settings.backend, model, self._settings.node)
         if mount is None:
             return
         if self._mount is not None and self._mount != mount:
@@ -115,15 +155,10 @@ class Agent:
         self._set_label(MOUNT_READY if healthy else MOUNT_FAILED)
         if healthy:
             self.keep_clients_beyond_restart(backend, mount)
-            self.serve_volumes(backend, mount)
+            with DirectoryQuotas(mount, self._settings.mount_timeout) as quotas:
+                self.prepare_claims(model, mount, quotas)
+                self.serve_volumes(backend, model, mount, quotas)
         self._write_metrics()
-
-    def _host_mount(self, backend: Json) -> HostMount | None:
-        model = parse_backend(backend)
-        if isinstance(model, str):
-            logger.warning("backend %s is invalid: %s", self._settings.backend, model)
-            return None
-        return driving.host_mount(self._settings.backend, model, self._settings.node)
 
     def remount(self, backend: Json, mount: HostMount, *, stale: bool) -> bool:
         if stale:
@@ -184,9 +219,80 @@ class Agent:
         logger.warning("%s", message)
         self._event(backend, warning=True, reason="MountNotDetached", message=message)
 
-    def serve_volumes(self, backend: Json | None, mount: HostMount) -> None:
-        """Makes the directory of each live volume; deletes or archives that of each volume
-        the operator handed over on release, then marks the PV done."""
+    def prepare_claims(
+        self, model: StorageBackend, mount: HostMount, quotas: DirectoryQuotas
+    ) -> None:
+        """Makes the directory of each claim the operator asked this node to prepare, then
+        says so on the claim (the operator creates the PV on that answer)."""
+        claims = self._kube.list(
+            PERSISTENT_VOLUME_CLAIMS, label_selector=f"{PREPARE_LABEL}={self._settings.backend}"
+        )
+        for claim in claims:
+            if self._is_asked(claim):
+                self.prepare_claim(model, mount, quotas, claim)
+
+    def prepare_claim(
+        self, model: StorageBackend, mount: HostMount, quotas: DirectoryQuotas, claim: Json
+    ) -> None:
+        metadata = claim["metadata"]
+        described = f"{metadata['namespace']}/{metadata['name']}"
+        try:
+            # Worked out from the claim, as the operator does: its annotations are the
+            # claim owner's to write and name nothing the helper acts on.
+            volume = driving.claim_volume(self._settings.backend, model, claim)
+            path = volume["spec"]["local"]["path"]
+            capacity = parse_quantity(volume["spec"]["capacity"]["storage"])
+            self.make_claim_directory(model, mount, quotas, path, capacity, limit_existing=True)
+        except (OSError, ValueError, QuotaError, driving.Unprovisionable) as error:
+            message = f"node {self._settings.node}: the directory of claim {described}: {error}"
+            logger.error("%s", message)
+            if self._last_claim_failure.get(metadata["uid"]) != message:
+                self._last_claim_failure[metadata["uid"]] = message
+                involved = {"apiVersion": "v1", "kind": PERSISTENT_VOLUME_CLAIMS.kind, **claim}
+                post_event(
+                    self._kube, involved, warning=True, reason="PreparationFailed", message=message
+                )
+            return
+        self._last_claim_failure.pop(metadata["uid"], None)
+        patch = {"metadata": {"annotations": {PREPARED_BY_ANNOTATION: self._settings.node}}}
+        self._kube.merge_patch(
+            PERSISTENT_VOLUME_CLAIMS, metadata["name"], patch, namespace=metadata["namespace"]
+        )
+        logger.info("claim %s: directory %s made", described, path)
+
+    def make_claim_directory(
+        self,
+        model: StorageBackend,
+        mount: HostMount,
+        quotas: DirectoryQuotas,
+        path: str,
+        capacity: int,
+        *,
+        limit_existing: bool,
+    ) -> None:
+        """Makes the directory with the backend's mode and owner; limits it to `capacity` when
+        it is new (or `limit_existing`) and the backend's type and settings have quotas."""
+        provisioning = model.spec.provisioning
+        owner = provisioning.directory_owner
+        new = NewDirectory(
+            provisioning.directory_mode_bits,
+            None if owner is None else owner.uid,
+            None if owner is None else owner.gid,
+        )
+        made = make_directory_below(mount.mount_point, path, new)
+        if (made or limit_existing) and driving.has_directory_quota(model):
+            quotas.limit(path, capacity)
+
+    def serve_volumes(
+        self,
+        backend: Json | None,
+        model: StorageBackend,
+        mount: HostMount,
+        quotas: DirectoryQuotas,
+    ) -> None:
+        """Makes the directory of each live volume that lacks one (the operator normally had
+        it made before the PV); deletes or archives that of each volume the operator handed
+        over on release, then marks the PV done."""
         volumes = self._kube.list(
             PERSISTENT_VOLUMES, label_selector=f"{BACKEND_LABEL}={self._settings.backend}"
         )
@@ -198,7 +304,15 @@ class Agent:
             if RELEASE_ANNOTATION in annotations:
                 self.release_directory(backend, volume, mount.mount_point, path)
             elif (volume.get("status") or {}).get("phase") != "Released":
-                make_directory_below(mount.mount_point, path)
+                capacity = parse_quantity(volume["spec"]["capacity"]["storage"])
+                try:
+                    self.make_claim_directory(
+                        model, mount, quotas, path, capacity, limit_existing=False
+                    )
+                except (OSError, ValueError, QuotaError) as error:
+                    logger.error(
+                        "directory %s of volume %s: %s", path, volume["metadata"]["name"], error
+                    )
 
     def release_directory(self, backend: Json | None, volume: Json, root: str, path: str) -> None:
         name = volume["metadata"]["name"]

@@ -503,6 +503,13 @@ class OnDelete(StrEnum):
     ARCHIVE = "Archive"
 
 
+class DirectoryOwner(ApiModel):
+    """Numeric owner of the claim directories the mount helper creates."""
+
+    uid: int = Field(ge=0, le=2**31 - 1, description="Owning user id.")
+    gid: int = Field(ge=0, le=2**31 - 1, description="Owning group id.")
+
+
 class ProvisioningSpec(ApiModel):
     """How volumes are carved out of the backend."""
 
@@ -517,6 +524,27 @@ class ProvisioningSpec(ApiModel):
         "leaves it in place, Archive renames it to archived-<name> (default Delete, as for "
         "dynamically provisioned volumes in Kubernetes).",
     )
+    directory_mode: str = Field(
+        default="0777",
+        pattern=r"^0?[0-7]{3,4}$",
+        description="Octal mode of each new claim directory (directory types; default 0777, "
+        "writable by any pod user). Set when the directory is made, never changed afterwards.",
+    )
+    directory_owner: DirectoryOwner | None = Field(
+        default=None,
+        description="Owner of each new claim directory (directory types); root when unset.",
+    )
+    enforce_quota: bool = Field(
+        default=True,
+        description="Limit each claim's directory to the claim's size where the type has "
+        "directory quotas (GlusterFS, CephFS). GlusterFS needs quota enabled on the volume "
+        "(gluster volume quota <volume> enable); a claim whose quota cannot be set stays "
+        "Pending with a PreparationFailed Event.",
+    )
+
+    @property
+    def directory_mode_bits(self) -> int:
+        return int(self.directory_mode, 8)
 
 
 class TolerationOperator(StrEnum):

@@ -129,6 +129,12 @@ READ_ONLY_ANNOTATION = "stowage.io/read-only"
 RELEASE_ANNOTATION = "stowage.io/release"
 ARCHIVE_AS_ANNOTATION = "stowage.io/archive-as"
 RELEASED_BY_ANNOTATION = "stowage.io/released-by"
+# A claim's directory made by a mount helper before its PV exists: the operator labels the
+# claim with the backend and names the node to do it; that node's helper answers with its
+# name, then the operator creates the PV and removes all three.
+PREPARE_LABEL = "stowage.io/prepare"
+PREPARE_ON_ANNOTATION = "stowage.io/prepare-on"
+PREPARED_BY_ANNOTATION = "stowage.io/prepared-by"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ class CephfsDriver(SharedMountDriver[CephfsSpec]):
     storage_type: ClassVar[StorageType] = StorageType.CEPHFS
     spec_model = CephfsSpec
     fs_type: ClassVar[str] = "ceph"
+    has_directory_quota: ClassVar[bool] = True
 
     def validate_type(self, backend: BackendRef) -> list[Problem]:
         return ceph_problems("cephfs", self.type_spec(backend).monitors, backend)

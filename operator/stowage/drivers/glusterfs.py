@@ -13,6 +13,7 @@ class GlusterfsDriver(SharedMountDriver[GlusterfsSpec]):
     storage_type: ClassVar[StorageType] = StorageType.GLUSTERFS
     spec_model = GlusterfsSpec
     fs_type: ClassVar[str] = "glusterfs"
+    has_directory_quota: ClassVar[bool] = True
 
     def mount_sources(self, backend: BackendRef) -> dict[str, str]:
         spec = self.type_spec(backend)

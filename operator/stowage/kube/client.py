@@ -8,7 +8,7 @@ API errors become the few exceptions the reconcilers act on.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,16 +114,18 @@ class Kube:
     def close(self) -> None:
         self._api.close()  # type: ignore[no-untyped-call]
 
-    def request(
+    def _send(
         self,
         method: str,
         resource: Resource,
         path: str,
         *,
-        query: Mapping[str, str] | None = None,
-        body: Json | None = None,
-        content_type: str = JSON_CONTENT,
-    ) -> Json:
+        query: Mapping[str, str] | None,
+        body: Json | None,
+        content_type: str,
+        timeout: float,
+    ) -> Any:
+        """The response, its body not read yet; ApiError unless the status is 2xx."""
         API_REQUESTS.labels(method, resource.plural).inc()
         headers = {"Accept": JSON_CONTENT}
         if body is not None:
@@ -137,13 +139,59 @@ class Kube:
             auth_settings=["BearerToken"],
         )
         response = self._api.call_api(
-            method, url, headers, serialized, post, _request_timeout=self._timeout
+            method, url, headers, serialized, post, _request_timeout=timeout
         )
-        payload: bytes = response.read()  # type: ignore[no-untyped-call]
         if not 200 <= response.status < 300:
-            raise error_from_response(response.status, payload)
+            raise error_from_response(response.status, response.read())  # type: ignore[no-untyped-call]
+        return response
+
+    def request(
+        self,
+        method: str,
+        resource: Resource,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Json | None = None,
+        content_type: str = JSON_CONTENT,
+    ) -> Json:
+        response = self._send(
+            method,
+            resource,
+            path,
+            query=query,
+            body=body,
+            content_type=content_type,
+            timeout=self._timeout,
+        )
+        payload: bytes = response.read()
         decoded: Json = json.loads(payload) if payload else {}
         return decoded
+
+    def watch(
+        self, resource: Resource, *, label_selector: str = "", seconds: int = 300
+    ) -> Iterator[Json]:
+        """The watch events of the resource (all namespaces) as they come, until the API
+        server ends the watch after `seconds`; the first events are the existing objects."""
+        query = {"watch": "true", "timeoutSeconds": str(seconds)}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        response = self._send(
+            "GET",
+            resource,
+            resource.collection(None),
+            query=query,
+            body=None,
+            content_type=JSON_CONTENT,
+            timeout=seconds + self._timeout,
+        )
+        pending = b""
+        for chunk in response.response.stream(65536):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line)
 
     def get(self, resource: Resource, name: str, namespace: str | None = None) -> Json | None:
         try:

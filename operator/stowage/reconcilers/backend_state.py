@@ -210,10 +210,11 @@ def status_update(
 
 
 def owner_reference(body: Mapping[str, Any]) -> Json:
+    """A controller reference to a stowage resource (a StorageBackend unless the body says)."""
     metadata = body["metadata"]
     return {
         "apiVersion": API_VERSION,
-        "kind": "StorageBackend",
+        "kind": body.get("kind") or "StorageBackend",
         "name": metadata["name"],
         "uid": metadata["uid"],
         "controller": True,

@@ -19,7 +19,6 @@ from stowage.api.backend import StorageBackend
 from stowage.api.common import Condition
 from stowage.drivers.base import MOUNT_FAILED, MOUNT_READY
 from stowage.kube import AlreadyExistsError, ApiError, InvalidError, Json
-from stowage.kube.events import post_event
 from stowage.kube.resources import (
     DAEMON_SETS,
     PERSISTENT_VOLUMES,
@@ -29,6 +28,7 @@ from stowage.kube.resources import (
 from stowage.kube.secrets import secret_keys
 from stowage.objects.helper_daemonset import HelperSettings
 from stowage.reconcilers import driving, indexes
+from stowage.reconcilers.applying import apply_drifted
 from stowage.reconcilers.backend_state import (
     Facts,
     SecretFinding,
@@ -40,13 +40,12 @@ from stowage.reconcilers.backend_state import (
     owned_manifest,
     parse_backend,
     ready_condition,
-    status_update,
     waiting_for_volumes,
 )
 from stowage.reconcilers.claims import is_provisioned_by_us
 from stowage.reconcilers.context import Runtime
 from stowage.reconcilers.indexes import Caches, Index
-from stowage.status import DEGRADED, now_rfc3339
+from stowage.reconcilers.reporting import report
 
 logger = logging.getLogger(__name__)
 
@@ -172,16 +171,8 @@ class BackendReconciler:
             return None
         manifest = owned_manifest(desired_helper, body)
         metadata = manifest["metadata"]
-        kube = self._runtime.kube
         try:
-            observed = await self._runtime.call(
-                kube.get, DAEMON_SETS, metadata["name"], metadata["namespace"]
-            )
-            if needs_apply(manifest, observed):
-                await self._runtime.call(kube.apply, DAEMON_SETS, manifest)
-                logger.info(
-                    "helper DaemonSet %s/%s applied", metadata["namespace"], metadata["name"]
-                )
+            await apply_drifted(self._runtime, DAEMON_SETS, manifest)
         except ApiError as error:
             return f"helper DaemonSet {metadata['namespace']}/{metadata['name']}: {error}"
         return None
@@ -220,39 +211,7 @@ class BackendReconciler:
         conditions: list[Condition],
         observed: dict[str, Any],
     ) -> None:
-        update = status_update(
-            body.get("status") or {},
-            conditions,
-            generation=int(body["metadata"].get("generation") or 0),
-            now=now_rfc3339(),
-            **observed,
-        )
-        for key, value in update.fields.items():
-            patch.status[key] = value
-        for condition in update.changed:
-            await self._announce(body, condition)
-
-    async def _announce(self, body: Mapping[str, Any], condition: Condition) -> None:
-        healthy = condition.status.value == ("False" if condition.type == DEGRADED else "True")
-        if not condition.message and healthy:
-            return
-        involved = {"apiVersion": STORAGE_BACKENDS.api_version, "kind": "StorageBackend", **body}
-        logger.info(
-            "StorageBackend %s: %s=%s (%s) %s",
-            body["metadata"]["name"],
-            condition.type,
-            condition.status.value,
-            condition.reason,
-            condition.message,
-        )
-        await self._runtime.call(
-            post_event,
-            self._runtime.kube,
-            involved,
-            warning=not healthy,
-            reason=condition.reason,
-            message=condition.message,
-        )
+        await report(self._runtime, STORAGE_BACKENDS, body, patch, conditions, observed)
 
     async def finalize(
         self,

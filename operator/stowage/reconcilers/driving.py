@@ -16,6 +16,8 @@ from stowage.api.common import parse_quantity
 from stowage.drivers import driver_for
 from stowage.drivers.base import (
     ARCHIVE_AS_ANNOTATION,
+    MOUNT_READY,
+    PREPARE_ON_ANNOTATION,
     RELEASE_ANNOTATION,
     BackendRef,
     ClaimRequest,
@@ -24,8 +26,10 @@ from stowage.drivers.base import (
     ProvisionedVolume,
     ReleasePlan,
     Unprovisionable,
+    mount_label,
 )
 from stowage.drivers.local import SharedMountDriver
+from stowage.drivers.placement import rendezvous_order
 from stowage.kube import Json
 from stowage.objects.helper_daemonset import HelperSettings, helper_daemonset
 from stowage.reconcilers.claims import selected_node
@@ -33,9 +37,12 @@ from stowage.reconcilers.claims import selected_node
 __all__ = [
     "SecretNeed",
     "Unprovisionable",
+    "claim_volume",
     "csi_driver_name",
+    "has_directory_quota",
     "has_helpers",
     "helper",
+    "helper_prepare_request",
     "helper_release_request",
     "host_mount",
     "release_volume",
@@ -110,6 +117,45 @@ def helper_release_request(plan: ReleasePlan, model: StorageBackend) -> dict[str
     return request
 
 
+def has_directory_quota(model: StorageBackend) -> bool:
+    """Whether the helpers limit each claim's directory to the claim's size."""
+    driver = driver_for(model.spec.storage_type)
+    return (
+        isinstance(driver, SharedMountDriver)
+        and driver.has_directory_quota
+        and model.spec.provisioning.enforce_quota
+    )
+
+
+def helper_prepare_request(
+    name: str,
+    model: StorageBackend,
+    volume_name: str,
+    nodes: Sequence[Mapping[str, Any]],
+    attempt: int,
+) -> dict[str, str] | None:
+    """The claim annotations that ask one helper to make the volume's directory (with its
+    quota) before the PV is created; None for types without helpers.
+
+    The node asked is one where the backend is mounted, chosen by a rendezvous hash of the
+    volume name so that the work spreads over the nodes; each further attempt asks the next
+    one, in case the last is gone. Unprovisionable when no node has the backend mounted."""
+    if not has_helpers(model):
+        return None
+    label = mount_label(name)
+    mounted = [
+        node["metadata"]["name"]
+        for node in nodes
+        if (node["metadata"].get("labels") or {}).get(label) == MOUNT_READY
+    ]
+    if not mounted:
+        raise Unprovisionable(
+            f"no node has StorageBackend {name} mounted (node label {label}={MOUNT_READY})"
+        )
+    order = rendezvous_order(volume_name, mounted)
+    return {PREPARE_ON_ANNOTATION: order[attempt % len(order)]}
+
+
 def helper(name: str, model: StorageBackend, settings: HelperSettings) -> Json | None:
     """The backend's mount-helper DaemonSet; None when its type has none (`has_helpers`)."""
     if not has_helpers(model):
@@ -154,3 +200,12 @@ def release_volume(name: str, model: StorageBackend, volume: Mapping[str, Any]) 
     """What becomes of a released volume's data (the mount helpers carry it out)."""
     driver = driver_for(model.spec.storage_type)
     return driver.release(_ref(name, model), ProvisionedVolume.from_manifest(volume))
+
+
+def claim_volume(name: str, model: StorageBackend, claim: Mapping[str, Any]) -> Json:
+    """The PV of a claim of a backend whose plans need no cluster facts (shared mounts), as
+    a helper works it out; Unprovisionable when the claim is not of the backend's class."""
+    wanted = storage_class(name, model)["metadata"]["name"]
+    if (claim.get("spec") or {}).get("storageClassName") != wanted:
+        raise Unprovisionable(f"the claim is not of StorageClass {wanted}")
+    return volume_for_claim(name, model, claim, volumes=(), nodes=())

@@ -17,7 +17,7 @@ import kopf
 from stowage import logging as stowage_logging
 from stowage import metrics
 from stowage.kube import Connection, Kube
-from stowage.reconcilers import backends, indexes, provisioner
+from stowage.reconcilers import backends, indexes, nasshares, provisioner
 from stowage.reconcilers.context import Runtime
 from stowage.reconcilers.retry import Retrier
 from stowage.settings import Settings
@@ -74,6 +74,7 @@ def build_registry(runtime: Runtime, connection: Connection) -> kopf.OperatorReg
     indexes.register(registry)
     backends.register(registry, runtime)
     provisioner.register(registry, runtime)
+    nasshares.register(registry, runtime)
     return registry
 
 

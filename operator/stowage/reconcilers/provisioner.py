@@ -5,7 +5,12 @@ The PV controller of kube-controller-manager hands a claim to us by annotating i
 `pvc-<claim uid>` pre-bound to the claim, and the PV controller binds the two. Released volumes
 with reclaim policy Delete are released on the data side and deleted.
 
-Per claim: one PV create and one Event, no reads (kopf's indexes hold the rest).
+For backends with mount helpers the claim's directory (and its quota) is made before the PV
+exists: the claim is labelled `stowage.io/prepare=<backend>` and annotated with the node whose
+helper is to make it; the helper answers on the claim, which is a claim event of its own.
+
+Per claim: one PV create and one Event, no reads (kopf's indexes hold the rest), plus two claim
+patches where a helper prepares the directory.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from stowage import metrics
 from stowage.drivers.base import (
     BACKEND_LABEL,
     PATH_ANNOTATION,
+    PREPARE_LABEL,
+    PREPARE_ON_ANNOTATION,
+    PREPARED_BY_ANNOTATION,
     RELEASE_ANNOTATION,
     RELEASED_BY_ANNOTATION,
 )
@@ -58,6 +66,9 @@ QUICK_RETRY = 2.0
 # this often (the helper's own PV update normally comes first).
 HELPER_RELEASE_RETRY = 30.0
 SLOW_RETRY = 30.0
+# A helper asked to prepare a claim's directory that has not answered in this time is taken to
+# be gone: the next mounted node is asked.
+HELPER_PREPARE_TIMEOUT = 20.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,13 @@ class Failure:
     reason: str  # metric label
     message: str  # Event message
     retry_after: float
+
+
+@dataclass(frozen=True)
+class Asking:
+    attempt: int
+    node: str
+    since: float
 
 
 class InFlight:
@@ -97,12 +115,17 @@ class Provisioner:
         self._in_flight = InFlight()
         # The last failure Event per claim: the same message is not posted again on each retry.
         self._last_event: dict[str, str] = {}
+        # Which helper is asked to prepare each claim's directory, since when.
+        self._asking: dict[str, Asking] = {}
 
     async def on_claim(self, claim: Mapping[str, Any], deleted: bool, caches: Caches) -> None:
         key = claim_key(claim)
         if deleted or not needs_volume(claim):
             self._runtime.retrier.forget(key)
             self._last_event.pop(key, None)
+            self._asking.pop(key, None)
+            if not deleted and is_being_prepared(claim):
+                await self._forget_preparation(dict(claim))
             return
         snapshot = copy.deepcopy(dict(claim))
 
@@ -130,10 +153,15 @@ class Provisioner:
         backend_name = backend_of_class(storage_class) or ""
         existing = indexes.all_of(caches.volumes_by_backend, backend_name)
         if any(v["metadata"]["name"] == volume_name(claim) for v in existing):
-            return None  # created on an earlier event; the PV controller binds it
+            # Created on an earlier event; the PV controller binds it.
+            await self._forget_preparation(claim)
+            return None
         outcome = self._plan(claim, backend_name, caches)
         if isinstance(outcome, Failure):
             return await self._failed(claim, backend_name, outcome)
+        waiting = await self._prepared_by_helper(claim, backend_name, caches)
+        if waiting is not None:
+            return waiting
         self._in_flight.add(backend_name, outcome)
         try:
             await self._runtime.call(self._runtime.kube.create, PERSISTENT_VOLUMES, outcome)
@@ -152,6 +180,7 @@ class Provisioner:
                 Failure("ApiError", f"creating the volume: {error}", QUICK_RETRY),
             )
         self._succeeded(claim, backend_name, outcome, started)
+        await self._forget_preparation(claim)
         await self._event(
             claim,
             warning=False,
@@ -191,6 +220,80 @@ class Provisioner:
             )
         except driving.Unprovisionable as error:
             return Failure("Unprovisionable", str(error), SLOW_RETRY)
+
+    async def _prepared_by_helper(
+        self, claim: Json, backend_name: str, caches: Caches
+    ) -> Retry | None:
+        """None once the claim's directory is made (or the type needs no helper for it);
+        otherwise asks a helper, or the next one when the last did not answer in time."""
+        model = parse_backend(indexes.one(caches.backends, backend_name) or {})
+        if isinstance(model, str) or not driving.has_helpers(model):
+            return None
+        metadata = claim["metadata"]
+        annotations = metadata.get("annotations") or {}
+        key = claim_key(claim)
+        if annotations.get(PREPARED_BY_ANNOTATION):
+            self._asking.pop(key, None)
+            return None
+        now = time.monotonic()
+        asking = self._asking.get(key)
+        attempt = 0 if asking is None else asking.attempt
+        if asking is not None and now - asking.since >= HELPER_PREPARE_TIMEOUT:
+            attempt += 1
+        try:
+            request = driving.helper_prepare_request(
+                backend_name, model, volume_name(claim), indexes.values(caches.nodes), attempt
+            )
+        except driving.Unprovisionable as error:
+            return await self._failed(
+                claim, backend_name, Failure("NotMounted", str(error), QUICK_RETRY)
+            )
+        if request is None:
+            return None
+        node = request[PREPARE_ON_ANNOTATION]
+        if asking is None or (asking.attempt, asking.node) != (attempt, node):
+            self._asking[key] = Asking(attempt, node, now)
+        labels = metadata.get("labels") or {}
+        if labels.get(PREPARE_LABEL) != backend_name or any(
+            annotations.get(name) != value for name, value in request.items()
+        ):
+            patch = {"metadata": {"labels": {PREPARE_LABEL: backend_name}, "annotations": request}}
+            try:
+                await self._patch_claim(claim, patch)
+            except ApiError as error:
+                logger.warning("asking a helper to prepare %s failed: %s", key, error)
+                return Retry("ApiError", QUICK_RETRY)
+            logger.info(
+                "claim %s: asked the helper on %s to make its directory",
+                describe_claim(claim),
+                node,
+            )
+        return Retry("WaitingForHelper", HELPER_PREPARE_TIMEOUT)
+
+    async def _forget_preparation(self, claim: Json) -> None:
+        """Takes the preparation label and annotations off the claim once its PV exists."""
+        if not is_being_prepared(claim):
+            return
+        patch = {
+            "metadata": {
+                "labels": {PREPARE_LABEL: None},
+                "annotations": {PREPARE_ON_ANNOTATION: None, PREPARED_BY_ANNOTATION: None},
+            }
+        }
+        try:
+            await self._patch_claim(claim, patch)
+        except ApiError as error:  # harmless: helpers only look at claims they are asked for
+            logger.warning("claim %s keeps its preparation marks: %s", describe_claim(claim), error)
+
+    async def _patch_claim(self, claim: Json, patch: Json) -> None:
+        metadata = claim["metadata"]
+        await self._runtime.call(
+            self._runtime.kube.merge_patch,
+            PERSISTENT_VOLUME_CLAIMS,
+            metadata["name"],
+            patch,
+            namespace=metadata["namespace"],
+        )
 
     def _succeeded(self, claim: Json, backend: str, volume: Json, started: float) -> None:
         self._last_event.pop(claim_key(claim), None)
@@ -310,6 +413,10 @@ class Provisioner:
                 annotations.get(PATH_ANNOTATION, ""),
             )
         return Retry("WaitingForHelper", HELPER_RELEASE_RETRY)
+
+
+def is_being_prepared(claim: Mapping[str, Any]) -> bool:
+    return PREPARE_LABEL in ((claim.get("metadata") or {}).get("labels") or {})
 
 
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:

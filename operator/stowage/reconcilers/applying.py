@@ -1,0 +1,26 @@
+"""Owned objects written only when they drifted (the applied-hash annotation tells)."""
+
+from __future__ import annotations
+
+import logging
+
+from stowage.kube import Json
+from stowage.kube.resources import Resource
+from stowage.reconcilers.backend_state import needs_apply
+from stowage.reconcilers.context import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+async def apply_drifted(runtime: Runtime, resource: Resource, manifest: Json) -> Json | None:
+    """The object as it is now, applied (server-side) first if it is missing or drifted."""
+    metadata = manifest["metadata"]
+    namespace = metadata.get("namespace")
+    current: Json | None = await runtime.call(
+        runtime.kube.get, resource, metadata["name"], namespace
+    )
+    if needs_apply(manifest, current):
+        current = await runtime.call(runtime.kube.apply, resource, manifest)
+        where = f"{namespace}/{metadata['name']}" if namespace else metadata["name"]
+        logger.info("%s %s applied", resource.kind, where)
+    return current

@@ -1,0 +1,217 @@
+"""The NASShare reconciler: an NFS server for a piece of a StorageBackend, and a claim for pods.
+
+Level-triggered like the backends: each pass applies what drifted (the data claim, the export
+ConfigMap, the server Deployment, the Service; the hash annotation tells), creates the PV and
+claim for pods once the Service has its address, and reports conditions, endpoints and
+capacity. Changing the client rules changes only the ConfigMap: the running server reloads them.
+Deleting the share deletes the PV; the objects in the namespace go with their owner, and the
+data with the data claim, as the backend's onDelete says.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from stowage import metrics
+from stowage.api.common import Condition
+from stowage.api.nasshare import NASShare, ShareProtocol
+from stowage.kube import AlreadyExistsError, ApiError, Json
+from stowage.kube.resources import (
+    CONFIG_MAPS,
+    DEPLOYMENTS,
+    NAS_SHARES,
+    PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
+    PODS,
+    SERVICES,
+)
+from stowage.objects import nas
+from stowage.reconcilers import driving, indexes
+from stowage.reconcilers.applying import apply_drifted
+from stowage.reconcilers.backend_state import (
+    describe_validation_error,
+    owned_manifest,
+    parse_backend,
+)
+from stowage.reconcilers.context import Runtime
+from stowage.reconcilers.indexes import Caches, Index
+from stowage.reconcilers.reporting import report
+from stowage.status import DEGRADED, READY, desired, is_ready
+
+logger = logging.getLogger(__name__)
+
+# How often a share is looked at again: servers starting and Services getting addresses are
+# not events of the share itself.
+RECHECK_INTERVAL = 5.0
+
+
+class Reason:
+    SERVING = "Serving"
+    INVALID_SPEC = "InvalidSpec"
+    BACKEND_NOT_FOUND = "BackendNotFound"
+    BACKEND_NOT_READY = "BackendNotReady"
+    PROTOCOL_NOT_SERVED = "ProtocolNotServed"
+    SERVER_STARTING = "ServerStarting"
+    APPLY_FAILED = "ApplyFailed"
+    AS_EXPECTED = "AsExpected"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ready: Condition
+    endpoint: str | None = None
+
+
+def parse_share(body: Mapping[str, Any]) -> nas.ShareRef | str:
+    metadata = body["metadata"]
+    try:
+        model = NASShare.model_validate({"spec": body.get("spec") or {}})
+    except ValidationError as error:
+        return describe_validation_error(error)
+    return nas.ShareRef(metadata["namespace"], metadata["name"], metadata["uid"], model.spec)
+
+
+def not_ready(reason: str, message: str) -> Outcome:
+    return Outcome(desired(READY, False, reason, message))
+
+
+class ShareReconciler:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def reconcile(self, body: Mapping[str, Any], patch: kopf.Patch, backends: Index) -> None:
+        share = parse_share(body)
+        observed: dict[str, Any] = {}
+        if isinstance(share, str):
+            outcome = not_ready(Reason.INVALID_SPEC, share)
+        else:
+            outcome = await self._serve(body, share, backends)
+            observed["capacity"] = share.spec.size
+            observed["endpoints"] = {"nfs": outcome.endpoint} if outcome.endpoint else None
+        degraded = desired(DEGRADED, False, Reason.AS_EXPECTED, "")
+        await report(self._runtime, NAS_SHARES, body, patch, [outcome.ready, degraded], observed)
+
+    async def _serve(
+        self, body: Mapping[str, Any], share: nas.ShareRef, backends: Index
+    ) -> Outcome:
+        backend = indexes.one(backends, share.spec.backend)
+        if backend is None:
+            return not_ready(
+                Reason.BACKEND_NOT_FOUND, f"StorageBackend {share.spec.backend} not found"
+            )
+        model = parse_backend(backend)
+        if isinstance(model, str) or not is_ready(backend.get("status")):
+            return not_ready(
+                Reason.BACKEND_NOT_READY, f"StorageBackend {share.spec.backend} is not ready"
+            )
+        if ShareProtocol.SMB in share.spec.protocols:
+            return not_ready(
+                Reason.PROTOCOL_NOT_SERVED, "smb is not served yet; only nfs shares are"
+            )
+        storage_class = driving.storage_class(share.spec.backend, model)["metadata"]["name"]
+        settings = self._runtime.settings
+        server = nas.server_deployment(
+            share, settings.helper_image, settings.helper_image_pull_policy
+        )
+        try:
+            for manifest in (nas.data_claim(share, storage_class), nas.share_claim(share)):
+                await apply_drifted(
+                    self._runtime, PERSISTENT_VOLUME_CLAIMS, owned_manifest(manifest, body)
+                )
+            await apply_drifted(
+                self._runtime, CONFIG_MAPS, owned_manifest(nas.config_map(share), body)
+            )
+            deployment = await apply_drifted(
+                self._runtime, DEPLOYMENTS, owned_manifest(server, body)
+            )
+            service = await apply_drifted(
+                self._runtime, SERVICES, owned_manifest(nas.service(share), body)
+            )
+            await self._hurry_rules(share)
+        except ApiError as error:
+            return not_ready(Reason.APPLY_FAILED, str(error))
+        address = ((service or {}).get("spec") or {}).get("clusterIP")
+        if not address or address == "None":
+            return not_ready(Reason.SERVER_STARTING, "the Service has no address yet")
+        try:
+            await self._create_volume(nas.share_volume(share, address))
+        except ApiError as error:
+            return not_ready(Reason.APPLY_FAILED, f"PersistentVolume {share.volume_name}: {error}")
+        endpoint = f"{address}:{share.pseudo_path}"
+        available = ((deployment or {}).get("status") or {}).get("availableReplicas")
+        if not available:
+            return Outcome(
+                desired(READY, False, Reason.SERVER_STARTING, "the NFS server is starting"),
+                endpoint,
+            )
+        return Outcome(
+            desired(READY, True, Reason.SERVING, f"NFS export {endpoint} is served"), endpoint
+        )
+
+    async def _hurry_rules(self, share: nas.ShareRef) -> None:
+        """Marks each server pod with the rules it should serve. The kubelet refreshes a pod's
+        ConfigMap files when the pod changes (otherwise only on its periodic sync, a minute or
+        more), and the server reloads them as soon as they change."""
+        rules = nas.rules_fingerprint(share)
+        pods = await self._runtime.call(
+            self._runtime.kube.list,
+            PODS,
+            namespace=share.namespace,
+            label_selector=nas.server_selector(share),
+        )
+        for pod in pods:
+            annotations = pod["metadata"].get("annotations") or {}
+            if annotations.get(nas.RULES_ANNOTATION) != rules:
+                patch = {"metadata": {"annotations": {nas.RULES_ANNOTATION: rules}}}
+                await self._runtime.call(
+                    self._runtime.kube.merge_patch,
+                    PODS,
+                    pod["metadata"]["name"],
+                    patch,
+                    namespace=share.namespace,
+                )
+
+    async def _create_volume(self, manifest: Json) -> None:
+        try:
+            await self._runtime.call(self._runtime.kube.create, PERSISTENT_VOLUMES, manifest)
+        except AlreadyExistsError:
+            return
+        logger.info("PersistentVolume %s created", manifest["metadata"]["name"])
+
+    async def finalize(self, body: Mapping[str, Any]) -> None:
+        """The PV is the one object the namespace's garbage collection cannot reach."""
+        volume = nas.share_volume_name(body["metadata"]["uid"])
+        await self._runtime.call(self._runtime.kube.delete, PERSISTENT_VOLUMES, volume)
+        logger.info(
+            "NASShare %s/%s finalized", body["metadata"]["namespace"], body["metadata"]["name"]
+        )
+
+
+def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    reconciler = ShareReconciler(runtime)
+    selector = (NAS_SHARES.api_version, NAS_SHARES.plural)
+
+    @kopf.on.resume(*selector, id="reconcile", registry=registry)
+    @kopf.on.create(*selector, id="reconcile", registry=registry)
+    @kopf.on.update(*selector, id="reconcile", registry=registry)
+    @kopf.timer(
+        *selector,
+        id="recheck",
+        interval=RECHECK_INTERVAL,
+        initial_delay=RECHECK_INTERVAL,
+        registry=registry,
+    )
+    async def reconcile_share(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+        with metrics.reconciling(NAS_SHARES.plural):
+            await reconciler.reconcile(body, patch, Caches.of(kwargs).backends)
+
+    @kopf.on.delete(*selector, id="finalize", registry=registry)
+    async def finalize_share(body: kopf.Body, **kwargs: Any) -> None:
+        with metrics.reconciling(NAS_SHARES.plural):
+            await reconciler.finalize(body)
