@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from stowage_e2e import scenario
-from stowage_e2e.install import Images
+from stowage_e2e.install import NAMESPACE as INSTALL_NAMESPACE
+from stowage_e2e.install import OPERATOR_DEPLOYMENT, Images
 from stowage_e2e.kube import Kube, pod
 
 pytestmark = pytest.mark.e2e
@@ -36,17 +37,23 @@ def backend(kube: Kube, namespace: str, stowage_installed: Images) -> Iterator[s
     kube.delete("storagebackend", name, wait=True)
 
 
-def nas_share(backend: str, clients: list[dict[str, str]]) -> dict[str, Any]:
+def nas_share(
+    backend: str, clients: list[dict[str, str]], smb: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "backend": backend,
+        "size": "1Gi",
+        "protocols": ["nfs"],
+        "nfs": {"clients": clients},
+    }
+    if smb is not None:
+        spec["protocols"].append("smb")
+        spec["smb"] = smb
     return {
         "apiVersion": "stowage.io/v1alpha1",
         "kind": "NASShare",
         "metadata": {"name": SHARE},
-        "spec": {
-            "backend": backend,
-            "size": "1Gi",
-            "protocols": ["nfs"],
-            "nfs": {"clients": clients},
-        },
+        "spec": spec,
     }
 
 
@@ -80,6 +87,10 @@ class Client:
 
     def read(self, url: str) -> tuple[int, str]:
         return self.run("nfs-cat", url)
+
+    def smb(self, share: str, user: str, password: str, commands: str) -> tuple[int, str]:
+        """smbclient with `commands` (its -c syntax), as `user`."""
+        return self.run("smbclient", share, "--user", f"{user}%{password}", "-c", commands)
 
 
 def test_a_share_serves_allowed_clients_refuses_others_and_takes_new_rules_in_place(
@@ -159,3 +170,61 @@ def server_state(kube: Kube, namespace: str) -> str:
     annotations = server["metadata"].get("annotations")
     log = kube.logs(name, namespace)[-3000:]
     return f"pod annotations {annotations}\n{served}\n{log}"
+
+
+def test_one_share_over_nfs_and_smb_with_users_from_a_secret_that_never_leaks(
+    kube: Kube, namespace: str, backend: str, stowage_installed: Images
+) -> None:
+    passwords = {user: f"{user}-{uuid.uuid4().hex}" for user in ("alice", "bob")}
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "smb-users"},
+            "stringData": passwords,
+        },
+        namespace,
+    )
+    client = Client(kube, namespace, "client", stowage_installed.helper)
+    rules = [{"cidr": f"{client.ip}/32", "access": "ReadWrite", "squash": "NoSquash"}]
+    smb = {"usersSecretRef": {"name": "smb-users"}, "readOnlyUsers": ["bob"]}
+    applied = time.monotonic()
+    kube.apply(nas_share(backend, rules, smb), namespace)
+    share = wait_serving(kube, namespace)
+    print(f"\nReady {time.monotonic() - applied:.0f} s after apply: {share['status']['endpoints']}")
+    address, path = share["status"]["endpoints"]["nfs"].split(":", 1)
+    unc = share["status"]["endpoints"]["smb"]
+    assert unc == f"//{address}/{SHARE}"
+
+    # NFS to SMB and back.
+    assert client.write(f"nfs://{address}{path}/from-nfs.txt?version=4", "written over NFS")[0] == 0
+    fetched = client.smb(unc, "alice", passwords["alice"], "get from-nfs.txt /tmp/got")
+    assert fetched[0] == 0, fetched
+    assert client.run("cat", "/tmp/got") == (0, "written over NFS")
+    client.run("sh", "-c", "printf 'written over SMB' > /tmp/put")
+    put = client.smb(unc, "alice", passwords["alice"], "put /tmp/put from-smb.txt")
+    assert put[0] == 0, put
+    assert client.read(f"nfs://{address}{path}/from-smb.txt?version=4") == (0, "written over SMB")
+
+    wrong = client.smb(unc, "alice", "not-the-password", "ls")
+    assert wrong[0] != 0 and "NT_STATUS_LOGON_FAILURE" in wrong[1], wrong
+    assert client.smb(unc, "bob", passwords["bob"], "get from-smb.txt /tmp/bob")[0] == 0
+    denied = client.smb(unc, "bob", passwords["bob"], "put /tmp/put by-bob.txt")
+    assert denied[0] != 0 and "NT_STATUS_ACCESS_DENIED" in denied[1], denied
+
+    # No password anywhere but in the Secret.
+    (server,) = server_pods(kube, namespace)
+    seen = {
+        "ConfigMap": kube.text("get", "configmap", "--namespace", namespace, "--output", "yaml"),
+        "NASShare": kube.text("get", "nasshare", SHARE, "--namespace", namespace, "-o", "yaml"),
+        "Events": kube.text("get", "events", "--namespace", namespace, "--output", "yaml"),
+        "operator log": kube.text(
+            "logs", "--namespace", INSTALL_NAMESPACE, f"deployment/{OPERATOR_DEPLOYMENT}"
+        ),
+        "smb log": kube.logs(server["metadata"]["name"], namespace, container="smb"),
+        "nfs log": kube.logs(server["metadata"]["name"], namespace, container="nfs"),
+    }
+    for where, text in seen.items():
+        for user, password in passwords.items():
+            assert password not in text, f"{user}'s password in the {where}"
+    assert "SMB users: alice, bob" in seen["smb log"]

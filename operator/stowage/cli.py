@@ -66,17 +66,26 @@ def agent_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if not node:
         parser.error("--node (or NODE_NAME) is required")
     configure_logging(parser)
-    settings = AgentSettings(backend=args.backend, node=node, interval=args.interval)
+    settings = AgentSettings(
+        backend=args.backend,
+        node=node,
+        namespace=os.environ.get("POD_NAMESPACE", ""),
+        interval=args.interval,
+    )
     kube = Kube(Connection.load(args.kubeconfig, pool_size=2), timeout=30)
     return Agent(kube, settings).run()
 
 
 def nas_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from stowage.nas.server import NfsServer, ServerSettings
+    from stowage.nas.server import ShareDirectories, run_nfs, run_smb
 
     configure_logging(parser)
-    settings = ServerSettings(config=args.config, exported=args.exported, recovery=args.recovery)
-    return NfsServer(settings).run()
+    directories = ShareDirectories(exported=args.exported, recovery=args.recovery)
+    if args.protocol == "nfs":
+        return run_nfs(args.config, directories)
+    if args.users is None:
+        parser.error("--users is required for smb")
+    return run_smb(args.config, args.users, directories)
 
 
 def add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -124,13 +133,17 @@ def add_agent(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def add_nas_server(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "nas-server",
-        help="run the NFS server of one NASShare (started by the operator)",
-        description="Run NFS-Ganesha with the given configuration and reload its exports "
-        "whenever the file changes (the operator mounts it from the share's ConfigMap).",
+        help="run the NFS or SMB server of one NASShare (started by the operator)",
+        description="Run NFS-Ganesha (nfs) or Samba (smb) with the given configuration, and "
+        "reload it whenever the file (or, for smb, the users' Secret) changes.",
     )
-    parser.add_argument("--config", type=Path, required=True, help="ganesha.conf to serve")
+    parser.add_argument("protocol", choices=("nfs", "smb"))
+    parser.add_argument("--config", type=Path, required=True, help="ganesha.conf or smb.conf")
     parser.add_argument(
-        "--exported", type=Path, required=True, help="the exported directory (made if missing)"
+        "--users", type=Path, default=None, help="smb: the mounted Secret of users and passwords"
+    )
+    parser.add_argument(
+        "--exported", type=Path, required=True, help="the shared directory (made if missing)"
     )
     parser.add_argument(
         "--recovery", type=Path, required=True, help="NFSv4 recovery state (made if missing)"

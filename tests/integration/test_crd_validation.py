@@ -234,6 +234,16 @@ INVALID = [
         backend({"glusterfs": {"hosts": ["10.0.0.11"]}}),
         ("spec.glusterfs.volume", "Required"),
     ),
+    Invalid(
+        "directory-mode-not-octal",
+        backend({"nfs": NFS, "provisioning": {"directoryMode": "0789"}}),
+        ("spec.provisioning.directoryMode",),
+    ),
+    Invalid(
+        "directory-owner-negative",
+        backend({"nfs": NFS, "provisioning": {"directoryOwner": {"uid": -1, "gid": 0}}}),
+        ("spec.provisioning.directoryOwner.uid",),
+    ),
     Invalid("iscsi-no-portals", iscsi(portals=[]), ("spec.iscsi.portals",)),
     Invalid("iscsi-bad-portal", iscsi(portals=["host:port"]), ("spec.iscsi.portals[0]",)),
     Invalid("iscsi-bad-iqn", iscsi(iqn="storage-target"), ("spec.iscsi.iqn",)),
@@ -458,7 +468,12 @@ def kept(sent: Any, stored: Any) -> bool:
 def test_defaults_are_filled_in_by_the_api_server(resources: CustomResources) -> None:
     created = resources.create(backend({"nfs": NFS}, name="defaults"))
     assert created["spec"]["nfs"]["version"] == "4.1"
-    assert created["spec"]["provisioning"] == {"basePath": "/", "onDelete": "Delete"}
+    assert created["spec"]["provisioning"] == {
+        "basePath": "/",
+        "onDelete": "Delete",
+        "directoryMode": "0777",
+        "enforceQuota": True,
+    }
     assert created["spec"]["storageClass"]["volumeBindingMode"] == "WaitForFirstConsumer"
 
 

@@ -334,3 +334,28 @@ def test_the_helper_works_out_a_claims_directory_as_the_operator_does() -> None:
     # A claim of another class is none of this helper's business, whatever it is labelled.
     with pytest.raises(driving.Unprovisionable, match="not of StorageClass"):
         driving.claim_volume("gluster", backend, claim("someone-elses"))
+
+
+def test_the_operators_order_decides_which_server_is_tried_first() -> None:
+    mount = HostMount("glusterfs", ("g1:/gv0", "g2:/gv0", "g3:/gv0"), (), "/mnt")
+    assert mounting.in_order(mount, ["g3", "g1", "g2"]).sources == ("g3:/gv0", "g1:/gv0", "g2:/gv0")
+    assert mounting.in_order(mount, ["g2"]).sources == ("g2:/gv0", "g1:/gv0", "g3:/gv0")
+    assert mounting.in_order(mount, []) == mount
+
+
+def test_the_server_order_covers_the_nodes_the_backend_mounts_on() -> None:
+    spec = {**GLUSTER, "mount": {"nodeSelector": {"storage": "yes"}}}
+    nodes = [
+        {"metadata": {"name": "a", "labels": {"storage": "yes"}}},
+        {"metadata": {"name": "b", "labels": {"storage": "no"}}},
+        {"metadata": {"name": "c", "labels": {"storage": "yes", "zone": "z"}}},
+    ]
+    config_map = driving.mount_order("gluster", model(spec), HELPERS, nodes)
+    assert config_map is not None
+    assert config_map["metadata"]["namespace"] == HELPERS.namespace
+    assert set(config_map["data"]) == {"a", "c"}
+    assert all(
+        sorted(order.split(",")) == ["g1", "g2", "g3"] for order in config_map["data"].values()
+    )
+    one_host = {"glusterfs": {"hosts": ["g1"], "volume": "gv0"}}
+    assert driving.mount_order("gluster", model(one_host), HELPERS, nodes) is None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pytest
 
-from stowage.drivers.placement import rendezvous_choice, rendezvous_order
+from stowage.drivers.placement import bounded_assignment, rendezvous_choice, rendezvous_order
 
 pytestmark = pytest.mark.unit
 
@@ -56,3 +57,26 @@ def test_different_keys_get_different_orders() -> None:
 def test_no_candidates_is_an_error() -> None:
     with pytest.raises(ValueError, match="no candidates"):
         rendezvous_choice("key", [])
+
+
+def test_bounded_assignment_keeps_every_host_near_the_mean_and_orders_all_of_them() -> None:
+    nodes = [f"ip-10-0-{index // 250}-{index % 250}.ec2.internal" for index in range(1000)]
+    hosts = [f"gluster-{index}" for index in range(1, 8)]
+    assignment = bounded_assignment(nodes, hosts)
+    per_host = Counter(order[0] for order in assignment.values())
+    assert max(per_host.values()) <= math.ceil(1.05 * 1000 / 7)
+    assert all(sorted(order) == hosts for order in assignment.values())
+    # A node keeps its rendezvous choice unless that host is full.
+    kept = sum(order[0] == rendezvous_order(node, hosts)[0] for node, order in assignment.items())
+    assert kept > 900
+    assert bounded_assignment(reversed(nodes), hosts) == assignment  # order of input is no input
+
+
+def test_removing_a_host_moves_about_its_own_nodes() -> None:
+    nodes = [f"node-{index}" for index in range(1000)]
+    hosts = [f"h{index}" for index in range(5)]
+    before = bounded_assignment(nodes, hosts)
+    after = bounded_assignment(nodes, hosts[1:])
+    moved = [node for node in nodes if before[node][0] != after[node][0]]
+    assert {node for node in nodes if before[node][0] == "h0"} <= set(moved)
+    assert len(moved) < 1.2 * 1000 / 5

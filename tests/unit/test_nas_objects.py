@@ -76,3 +76,37 @@ def test_pods_get_a_claim_bound_to_the_export_through_the_service_address() -> N
     assert claim["spec"]["volumeName"] == "nas-0c5a-uid"
     assert claim["spec"]["storageClassName"] == ""
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def smb_share(**smb: Any) -> nas.ShareRef:
+    users = {"usersSecretRef": {"name": "smb-users"}, "readOnlyUsers": ["bob"], **smb}
+    return share(protocols=["nfs", "smb"], smb=users)
+
+
+def test_smb_users_stay_in_their_secret_which_only_the_smb_server_mounts() -> None:
+    ref = smb_share()
+    files = nas.config_map(ref)["data"]
+    assert set(files) == {"ganesha.conf", "smb.conf"}
+    assert "read list = bob" in files["smb.conf"]
+    assert "path = /data/share" in files["smb.conf"]
+    pod = nas.server_deployment(ref, "img", "Never")["spec"]["template"]["spec"]
+    by_name = {container["name"]: container for container in pod["containers"]}
+    assert set(by_name) == {"nfs", "smb"}
+    mounts = {m["name"] for m in by_name["smb"]["volumeMounts"]}
+    assert "users" in mounts
+    assert "users" not in {m["name"] for m in by_name["nfs"]["volumeMounts"]}
+    (users,) = [volume for volume in pod["volumes"] if volume["name"] == "users"]
+    assert users["secret"] == {"secretName": "smb-users", "defaultMode": 0o400}
+
+
+def test_each_protocol_gets_its_port_and_endpoint() -> None:
+    ports = {p["name"]: p["port"] for p in nas.service(smb_share())["spec"]["ports"]}
+    assert ports == {"nfs": 2049, "smb": 445}
+    assert nas.endpoints(smb_share(), "10.96.0.9") == {
+        "nfs": "10.96.0.9:/files",
+        "smb": "//10.96.0.9/files",
+    }
+    smb_only = share(protocols=["smb"], smb={"usersSecretRef": {"name": "u"}}, nfs=None)
+    assert [p["name"] for p in nas.service(smb_only)["spec"]["ports"]] == ["smb"]
+    assert nas.endpoints(smb_only, "10.96.0.9") == {"smb": "//10.96.0.9/files"}
+    assert "browseable = no" in nas.samba_config(smb_share(browseable=False))

@@ -8,6 +8,7 @@ black-holed server costs `probe_timeout`, not the kernel's connect timeout.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -103,6 +104,17 @@ def mount_with_failover(
         if outcome == "mounted":
             return MountResult(source, tuple(attempts))
     return MountResult(None, tuple(attempts))
+
+
+def in_order(mount: HostMount, hosts: Sequence[str]) -> HostMount:
+    """The mount with its sources tried in the order of `hosts` (unlisted ones last, as they
+    were)."""
+    rank = {host: index for index, host in enumerate(hosts)}
+
+    def position(source: str) -> int:
+        return rank.get(server_of(mount.fs_type, source), len(rank))
+
+    return dataclasses.replace(mount, sources=tuple(sorted(mount.sources, key=position)))
 
 
 def run_mount(command: Sequence[str], timeout: float) -> str:

@@ -45,14 +45,16 @@ from stowage.drivers.base import (
     mount_label,
 )
 from stowage.drivers.mounts import mount_point_of
-from stowage.kube import Json, Kube
+from stowage.kube import ApiError, Json, Kube
 from stowage.kube.events import post_event
 from stowage.kube.resources import (
+    CONFIG_MAPS,
     NODES,
     PERSISTENT_VOLUME_CLAIMS,
     PERSISTENT_VOLUMES,
     STORAGE_BACKENDS,
 )
+from stowage.objects.helper_daemonset import helper_name
 from stowage.reconcilers import driving
 from stowage.reconcilers.backend_state import parse_backend
 
@@ -66,6 +68,7 @@ MAX_MOUNT_BACKOFF = 60.0
 class AgentSettings:
     backend: str
     node: str
+    namespace: str = ""  # the helper's own: where the operator keeps the nodes' server order
     interval: float = 5.0
     probe_timeout: float = 2.0
     mount_timeout: float = 30.0
@@ -171,7 +174,7 @@ class Agent:
         if time.monotonic() < self._next_mount_at:
             return False  # backing off: failing servers are not hammered by every node
         result = mounting.mount_with_failover(
-            mount,
+            mounting.in_order(mount, self._assigned_order()),
             probe_timeout=self._settings.probe_timeout,
             mount_timeout=self._settings.mount_timeout,
         )
@@ -197,6 +200,21 @@ class Agent:
         if result.failovers:
             self._event(backend, warning=True, reason="MountFailedOver", message=message)
         return True
+
+    def _assigned_order(self) -> list[str]:
+        """This node's server order as the operator balanced it over all nodes; empty (the
+        node's own rendezvous order stands) when there is none yet."""
+        if not self._settings.namespace:
+            return []
+        try:
+            found = self._kube.get(
+                CONFIG_MAPS, helper_name(self._settings.backend), self._settings.namespace
+            )
+        except ApiError as error:
+            logger.warning("server order not read: %s", error)
+            return []
+        order: str = ((found or {}).get("data") or {}).get(self._settings.node, "")
+        return [host for host in order.split(",") if host]
 
     def keep_clients_beyond_restart(self, backend: Json | None, mount: HostMount) -> None:
         """Once per mount (also one adopted from an earlier agent): its FUSE clients must

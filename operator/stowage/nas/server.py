@@ -1,80 +1,104 @@
-"""`stowage nas-server`: NFS-Ganesha for one NASShare, its export rules reloaded in place.
+"""`stowage nas-server nfs|smb`: the NFS (NFS-Ganesha) or SMB (Samba) server of one NASShare.
 
-The export configuration comes from the share's ConfigMap, mounted as a file that the kubelet
-replaces when the operator changes the rules. The server keeps running: on a change it is sent
-SIGHUP, on which Ganesha updates its exports, so clients that stay allowed keep their state and
-clients newly allowed get in. Stopping the container stops Ganesha.
+NFS: the export rules are reloaded in place (SIGHUP: Ganesha updates its exports, so clients
+that stay allowed keep their state and newly allowed ones get in).
+
+SMB: the users are the keys of the user's Secret, mounted as files (user name: password). They
+are made Unix users of the container and Samba users (passwords on smbpasswd's stdin, never on a
+command line or in a log); a change of the Secret updates them, a change of smb.conf is reloaded
+(SIGHUP). smb.conf itself names no password.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import signal
 import subprocess
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
+
+from stowage.nas.supervise import supervise
 
 logger = logging.getLogger(__name__)
 
+# A new share is writable by every client user the rules let write (root is squashed by
+# default); the NFSv4 recovery state is the server's alone.
+EXPORTED_MODE = 0o777
+RECOVERY_MODE = 0o700
+
 
 @dataclass(frozen=True)
-class ServerSettings:
-    config: Path
+class ShareDirectories:
     exported: Path
     recovery: Path
-    check_interval: float = 2.0
 
-
-def fingerprint(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-class NfsServer:
-    def __init__(self, settings: ServerSettings) -> None:
-        self._settings = settings
-        self._stopping = threading.Event()
-
-    def run(self) -> int:
-        # A new share is writable by every client user the rules let write (root is squashed
-        # by default); the NFSv4 recovery state is the server's alone.
-        for directory, mode in ((self._settings.exported, 0o777), (self._settings.recovery, 0o700)):
-            if not directory.exists():
-                directory.mkdir(parents=True)
-                directory.chmod(mode)
-        loaded = fingerprint(self._settings.config)
-        ganesha = subprocess.Popen(
-            [
-                "ganesha.nfsd",
-                "-F",
-                "-L",
-                "/dev/stderr",
-                "-p",
-                "/tmp/ganesha.pid",
-                "-f",
-                str(self._settings.config),
-            ]
-        )
-        logger.info("NFS-Ganesha started (pid %d)", ganesha.pid)
-
-        def stop(signum: int, frame: FrameType | None) -> None:
-            self._stopping.set()
-            ganesha.terminate()
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, stop)
-        while ganesha.poll() is None and not self._stopping.wait(self._settings.check_interval):
+    def make(self) -> None:
+        """Made once, by whichever server of the pod comes first."""
+        for directory, mode in ((self.exported, EXPORTED_MODE), (self.recovery, RECOVERY_MODE)):
             try:
-                current = fingerprint(self._settings.config)
-            except OSError as error:  # between the kubelet's swap of the file's link
-                logger.debug("export configuration unreadable for now: %s", error)
+                directory.mkdir(parents=True)
+            except FileExistsError:
                 continue
-            if current != loaded:
-                logger.info("export rules changed: reloading them (SIGHUP)")
-                ganesha.send_signal(signal.SIGHUP)
-                loaded = current
-        code = ganesha.wait()
-        logger.info("NFS-Ganesha exited with %d", code)
-        return 0 if self._stopping.is_set() else code or 1
+            directory.chmod(mode)  # not narrowed by the umask
+
+
+def reload(server: subprocess.Popen[bytes]) -> None:
+    server.send_signal(signal.SIGHUP)
+
+
+def run_nfs(config: Path, directories: ShareDirectories) -> int:
+    directories.make()
+    command = ["ganesha.nfsd", "-F", "-L", "/dev/stderr", "-p", "/tmp/ganesha.pid", "-f"]
+    return supervise([*command, str(config)], [config], reload)
+
+
+# Samba's state and run directories (a container starts without what systemd would make).
+SAMBA_DIRECTORIES = ("/run/samba", "/var/lib/samba/private", "/var/cache/samba", "/var/log/samba")
+
+
+def run_smb(config: Path, users: Path, directories: ShareDirectories) -> int:
+    directories.make()
+    for directory in SAMBA_DIRECTORIES:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    sync_smb_users(users)
+
+    def on_change(server: subprocess.Popen[bytes]) -> None:
+        sync_smb_users(users)
+        reload(server)
+
+    command = ["smbd", "--foreground", "--no-process-group", "--debug-stdout", "-s", str(config)]
+    return supervise(command, [config, users], on_change)
+
+
+def smb_users(users: Path) -> dict[str, str]:
+    """User name to password, from the mounted Secret (its keys are files; `..data` and the
+    like are the kubelet's)."""
+    return {
+        path.name: path.read_text().rstrip("\n")
+        for path in sorted(users.iterdir())
+        if path.is_file() and not path.name.startswith(".")
+    }
+
+
+def sync_smb_users(users: Path) -> None:
+    wanted = smb_users(users)
+    known = set(_samba_users())
+    for name, password in wanted.items():
+        if subprocess.run(["id", "-u", name], capture_output=True).returncode != 0:
+            subprocess.run(
+                ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True
+            )
+        subprocess.run(
+            ["smbpasswd", "-s", "-a", name],
+            input=f"{password}\n{password}\n".encode(),
+            capture_output=True,
+            check=True,
+        )
+    for name in known - wanted.keys():
+        subprocess.run(["smbpasswd", "-x", name], capture_output=True, check=True)
+    logger.info("SMB users: %s", ", ".join(sorted(wanted)) or "none")
+
+
+def _samba_users() -> list[str]:
+    listing = subprocess.run(["pdbedit", "-L"], capture_output=True, text=True, check=False)
+    return [line.split(":", 1)[0] for line in listing.stdout.splitlines() if ":" in line]

@@ -60,6 +60,10 @@ def helper_daemonset(backend: BackendRef, helper: HelperSettings) -> dict[str, A
                         "name": "NODE_NAME",
                         "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}},
                     },
+                    {
+                        "name": "POD_NAMESPACE",
+                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                    },
                     {"name": "STOWAGE_LOG_FORMAT", "value": "json"},
                 ],
                 "securityContext": {"privileged": True},
@@ -94,4 +98,20 @@ def helper_daemonset(backend: BackendRef, helper: HelperSettings) -> dict[str, A
             "updateStrategy": {"type": "RollingUpdate"},
             "template": {"metadata": {"labels": selector}, "spec": pod_spec},
         },
+    }
+
+
+def mount_order_config_map(
+    backend: BackendRef, helper: HelperSettings, order: dict[str, str]
+) -> dict[str, Any]:
+    """Each node's server order ("host,host,..."), read by its helper when it mounts."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": helper_name(backend.name),
+            "namespace": helper.namespace,
+            "labels": {COMPONENT_LABEL: HELPER_COMPONENT, **backend_labels(backend.name)},
+        },
+        "data": order,
     }

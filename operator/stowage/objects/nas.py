@@ -2,12 +2,14 @@
 
     stowage-nas-<share>-data   PVC on the backend's StorageClass: the share's data and the NFS
                                server's recovery state
-    stowage-nas-<share>        ConfigMap (ganesha.conf: the export and its client rules),
-                               Deployment (the servers), Service (2049)
+    stowage-nas-<share>        ConfigMap (ganesha.conf: the export and its client rules;
+                               smb.conf: the share and its read-only users), Deployment (the
+                               servers), Service (2049 and/or 445)
     <spec.claim.name>          PVC bound to a PV of the nfs source at the Service, for pods
     nas-<share uid>            that PV (cluster-scoped)
 
-The export configuration holds no secrets.
+The configuration holds no secrets: SMB passwords stay in the user's Secret, which only the
+SMB server container mounts.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from stowage.api.nasshare import NASShareSpec, NfsAccess, NfsClientRule, NfsSquash
+from stowage.api.nasshare import NASShareSpec, NfsAccess, NfsClientRule, NfsSquash, ShareProtocol
 from stowage.drivers.base import MANAGED_BY, MANAGED_BY_LABEL
 
 Json = dict[str, Any]
 
 NFS_PORT = 2049
+SMB_PORT = 445
 SHARE_LABEL = "stowage.io/nasshare"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 NAS_COMPONENT = "nas-server"
@@ -31,6 +34,8 @@ EXPORTED_DIRECTORY = f"{DATA_MOUNT}/share"
 RECOVERY_DIRECTORY = f"{DATA_MOUNT}/nfs-recovery"
 CONFIG_MOUNT = "/etc/stowage-nas"
 GANESHA_CONFIG = "ganesha.conf"
+SAMBA_CONFIG = "smb.conf"
+SMB_USERS_MOUNT = "/etc/stowage-smb-users"
 # Short leases: a client of a restarted or replaced server is back within a lease or two.
 LEASE_SECONDS = 10
 GRACE_SECONDS = 15
@@ -130,7 +135,10 @@ EXPORT {{
 
 
 def rules_fingerprint(share: ShareRef) -> str:
-    return hashlib.sha256(ganesha_config(share).encode()).hexdigest()[:16]
+    """Of the server configuration the ConfigMap holds (which names no secret)."""
+    files = config_map(share)["data"]
+    text = "".join(f"{name}\0{files[name]}\0" for name in sorted(files))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def server_labels(share: ShareRef) -> dict[str, str]:
@@ -141,12 +149,55 @@ def server_selector(share: ShareRef) -> str:
     return ",".join(f"{key}={value}" for key, value in sorted(server_labels(share).items()))
 
 
+def samba_config(share: ShareRef) -> str:
+    """A standalone server with one share. Users are the keys of the share's Secret (their
+    passwords never appear here); read-only users are Samba's read list. Every user acts on the
+    data as its owner, root, as NFS clients without root squash do, so that a file written over
+    one protocol can be read and changed over the other."""
+    smb = share.spec.smb
+    browseable = "yes" if smb is None or smb.browseable else "no"
+    read_list = " ".join(smb.read_only_users) if smb is not None else ""
+    return f"""[global]
+    server role = standalone server
+    security = user
+    map to guest = never
+    passdb backend = tdbsam
+    smb ports = {SMB_PORT}
+    disable netbios = yes
+    server min protocol = SMB2_10
+    load printers = no
+    printing = bsd
+    printcap name = /dev/null
+    disable spoolss = yes
+    log level = 1
+
+[{share.name}]
+    path = {EXPORTED_DIRECTORY}
+    browseable = {browseable}
+    read only = no
+    read list = {read_list}
+    force user = root
+    force group = root
+    create mask = 0664
+    directory mask = 0775
+"""
+
+
+def serves(share: ShareRef, protocol: ShareProtocol) -> bool:
+    return protocol in share.spec.protocols
+
+
 def config_map(share: ShareRef) -> Json:
+    data = {}
+    if serves(share, ShareProtocol.NFS):
+        data[GANESHA_CONFIG] = ganesha_config(share)
+    if serves(share, ShareProtocol.SMB):
+        data[SAMBA_CONFIG] = samba_config(share)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(share, share.server_name),
-        "data": {GANESHA_CONFIG: ganesha_config(share)},
+        "data": data,
     }
 
 
@@ -166,33 +217,63 @@ def data_claim(share: ShareRef, storage_class: str) -> Json:
     }
 
 
-def server_deployment(share: ShareRef, image: str, image_pull_policy: str) -> Json:
-    selector = server_labels(share)
-    container = {
-        "name": "nfs",
+def _server_container(
+    protocol: ShareProtocol, port: int, config: str, image: str, image_pull_policy: str
+) -> Json:
+    return {
+        "name": protocol.value,
         "image": image,
         "imagePullPolicy": image_pull_policy,
         "args": [
             "nas-server",
+            protocol.value,
             "--config",
-            f"{CONFIG_MOUNT}/{GANESHA_CONFIG}",
+            f"{CONFIG_MOUNT}/{config}",
             "--exported",
             EXPORTED_DIRECTORY,
             "--recovery",
             RECOVERY_DIRECTORY,
         ],
         "env": [{"name": "STOWAGE_LOG_FORMAT", "value": "json"}],
-        "ports": [{"name": "nfs", "containerPort": NFS_PORT, "protocol": "TCP"}],
-        "readinessProbe": {"tcpSocket": {"port": NFS_PORT}, "periodSeconds": 2},
-        # FSAL VFS opens files by handle (open_by_handle_at), which needs DAC_READ_SEARCH.
-        "securityContext": {
-            "capabilities": {"add": ["DAC_READ_SEARCH"]},
-        },
+        "ports": [{"name": protocol.value, "containerPort": port, "protocol": "TCP"}],
+        "readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 2},
         "volumeMounts": [
             {"name": "data", "mountPath": DATA_MOUNT},
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
         ],
     }
+
+
+def server_deployment(share: ShareRef, image: str, image_pull_policy: str) -> Json:
+    selector = server_labels(share)
+    containers = []
+    volumes: list[Json] = [
+        {"name": "data", "persistentVolumeClaim": {"claimName": share.data_claim_name}},
+        {"name": "config", "configMap": {"name": share.server_name}},
+    ]
+    if serves(share, ShareProtocol.NFS):
+        nfs = _server_container(
+            ShareProtocol.NFS, NFS_PORT, GANESHA_CONFIG, image, image_pull_policy
+        )
+        # FSAL VFS opens files by handle (open_by_handle_at), which needs DAC_READ_SEARCH.
+        nfs["securityContext"] = {"capabilities": {"add": ["DAC_READ_SEARCH"]}}
+        containers.append(nfs)
+    if serves(share, ShareProtocol.SMB) and share.spec.smb is not None:
+        smb = _server_container(ShareProtocol.SMB, SMB_PORT, SAMBA_CONFIG, image, image_pull_policy)
+        smb["args"] += ["--users", SMB_USERS_MOUNT]
+        smb["volumeMounts"].append(
+            {"name": "users", "mountPath": SMB_USERS_MOUNT, "readOnly": True}
+        )
+        volumes.append(
+            {
+                "name": "users",
+                "secret": {
+                    "secretName": share.spec.smb.users_secret_ref.name,
+                    "defaultMode": 0o400,
+                },
+            }
+        )
+        containers.append(smb)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -202,20 +283,14 @@ def server_deployment(share: ShareRef, image: str, image_pull_policy: str) -> Js
             # The data claim is mounted by one server at a time.
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": selector},
-            # The export rules are not part of the template: a change is reloaded by the
-            # running server (nas-server), which keeps its clients.
+            # Neither the rules nor the users are part of the template: a change is reloaded
+            # by the running servers (nas-server), which keep their clients.
             "template": {
                 "metadata": {"labels": selector},
                 "spec": {
                     "terminationGracePeriodSeconds": 10,
-                    "containers": [container],
-                    "volumes": [
-                        {
-                            "name": "data",
-                            "persistentVolumeClaim": {"claimName": share.data_claim_name},
-                        },
-                        {"name": "config", "configMap": {"name": share.server_name}},
-                    ],
+                    "containers": containers,
+                    "volumes": volumes,
                 },
             },
         },
@@ -230,9 +305,28 @@ def service(share: ShareRef) -> Json:
         "spec": {
             "type": share.spec.service.type.value,
             "selector": server_labels(share),
-            "ports": [{"name": "nfs", "port": NFS_PORT, "targetPort": "nfs", "protocol": "TCP"}],
+            "ports": [
+                {
+                    "name": protocol.value,
+                    "port": port,
+                    "targetPort": protocol.value,
+                    "protocol": "TCP",
+                }
+                for protocol, port in ((ShareProtocol.NFS, NFS_PORT), (ShareProtocol.SMB, SMB_PORT))
+                if serves(share, protocol)
+            ],
         },
     }
+
+
+def endpoints(share: ShareRef, address: str) -> dict[str, str]:
+    """What a user pastes into a client, by protocol."""
+    found = {}
+    if serves(share, ShareProtocol.NFS):
+        found["nfs"] = f"{address}:{share.pseudo_path}"
+    if serves(share, ShareProtocol.SMB):
+        found["smb"] = f"//{address}/{share.name}"
+    return found
 
 
 def share_volume(share: ShareRef, server: str) -> Json:

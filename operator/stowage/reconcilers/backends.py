@@ -20,6 +20,7 @@ from stowage.api.common import Condition
 from stowage.drivers.base import MOUNT_FAILED, MOUNT_READY
 from stowage.kube import AlreadyExistsError, ApiError, InvalidError, Json
 from stowage.kube.resources import (
+    CONFIG_MAPS,
     DAEMON_SETS,
     PERSISTENT_VOLUMES,
     STORAGE_BACKENDS,
@@ -81,7 +82,7 @@ class BackendReconciler:
             facts = Facts(spec_problems=(model,))
             storage_type = None
         else:
-            facts = await self._gather(body, model, storage_classes, csi_drivers, volumes)
+            facts = await self._gather(body, model, storage_classes, csi_drivers, volumes, nodes)
             storage_type = model.spec.storage_type
             observed["storageType"] = storage_type.value
             if driving.has_helpers(model):
@@ -104,6 +105,7 @@ class BackendReconciler:
         storage_classes: Index,
         csi_drivers: Index,
         volumes: list[Json],
+        nodes: list[Json],
     ) -> Facts:
         name = body["metadata"]["name"]
         problems = tuple(driving.validate(name, model))
@@ -131,7 +133,7 @@ class BackendReconciler:
             class_error = await self._sync_storage_class(class_manifest, observed_class)
         csi_driver = driving.csi_driver_name(name, model)
         static_errors = await self._sync_static_volumes(body, model, volumes)
-        helper_error = await self._sync_helper(body, model)
+        helper_error = await self._sync_helper(body, model, nodes)
         return Facts(
             secrets=secrets,
             csi_driver=csi_driver,
@@ -164,17 +166,24 @@ class BackendReconciler:
         logger.info("StorageClass %s applied", name)
         return None
 
-    async def _sync_helper(self, body: Mapping[str, Any], model: StorageBackend) -> str | None:
-        """Applies the backend's mount-helper DaemonSet when it is missing or drifted."""
-        desired_helper = driving.helper(body["metadata"]["name"], model, self._helpers())
+    async def _sync_helper(
+        self, body: Mapping[str, Any], model: StorageBackend, nodes: list[Json]
+    ) -> str | None:
+        """Applies the backend's mount-helper DaemonSet, and the ConfigMap of each node's
+        server order, when they are missing or drifted."""
+        name = body["metadata"]["name"]
+        desired_helper = driving.helper(name, model, self._helpers())
         if desired_helper is None:
             return None
-        manifest = owned_manifest(desired_helper, body)
-        metadata = manifest["metadata"]
+        order = driving.mount_order(name, model, self._helpers(), nodes)
+        daemonset = owned_manifest(desired_helper, body)
+        metadata = daemonset["metadata"]
         try:
-            await apply_drifted(self._runtime, DAEMON_SETS, manifest)
+            if order is not None:
+                await apply_drifted(self._runtime, CONFIG_MAPS, owned_manifest(order, body))
+            await apply_drifted(self._runtime, DAEMON_SETS, daemonset)
         except ApiError as error:
-            return f"helper DaemonSet {metadata['namespace']}/{metadata['name']}: {error}"
+            return f"helper of {metadata['namespace']}/{metadata['name']}: {error}"
         return None
 
     def _helpers(self) -> HelperSettings:

@@ -29,9 +29,13 @@ from stowage.drivers.base import (
     mount_label,
 )
 from stowage.drivers.local import SharedMountDriver
-from stowage.drivers.placement import rendezvous_order
+from stowage.drivers.placement import bounded_assignment, rendezvous_order
 from stowage.kube import Json
-from stowage.objects.helper_daemonset import HelperSettings, helper_daemonset
+from stowage.objects.helper_daemonset import (
+    HelperSettings,
+    helper_daemonset,
+    mount_order_config_map,
+)
 from stowage.reconcilers.claims import selected_node
 
 __all__ = [
@@ -45,6 +49,7 @@ __all__ = [
     "helper_prepare_request",
     "helper_release_request",
     "host_mount",
+    "mount_order",
     "release_volume",
     "secret_requirements",
     "static_volumes",
@@ -154,6 +159,28 @@ def helper_prepare_request(
         )
     order = rendezvous_order(volume_name, mounted)
     return {PREPARE_ON_ANNOTATION: order[attempt % len(order)]}
+
+
+def mount_order(
+    name: str, model: StorageBackend, settings: HelperSettings, nodes: Sequence[Mapping[str, Any]]
+) -> Json | None:
+    """The ConfigMap of each node's server order for its helper (first: its server, chosen
+    with bounded load over the nodes the backend mounts on); None for one server or none."""
+    driver = driver_for(model.spec.storage_type)
+    if not isinstance(driver, SharedMountDriver):
+        return None
+    ref = _ref(name, model)
+    hosts = list(driver.mount_sources(ref))
+    if len(hosts) < 2:
+        return None
+    wanted = model.spec.mount.node_selector.items()
+    names = [
+        node["metadata"]["name"]
+        for node in nodes
+        if wanted <= ((node["metadata"].get("labels") or {}).items())
+    ]
+    order = {node: ",".join(hosts) for node, hosts in bounded_assignment(names, hosts).items()}
+    return mount_order_config_map(ref, settings, order)
 
 
 def helper(name: str, model: StorageBackend, settings: HelperSettings) -> Json | None:

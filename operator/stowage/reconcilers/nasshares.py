@@ -1,11 +1,15 @@
-"""The NASShare reconciler: an NFS server for a piece of a StorageBackend, and a claim for pods.
+"""The NASShare reconciler: NFS and SMB servers for a piece of a StorageBackend, and a claim
+for pods.
 
-Level-triggered like the backends: each pass applies what drifted (the data claim, the export
-ConfigMap, the server Deployment, the Service; the hash annotation tells), creates the PV and
-claim for pods once the Service has its address, and reports conditions, endpoints and
-capacity. Changing the client rules changes only the ConfigMap: the running server reloads them.
-Deleting the share deletes the PV; the objects in the namespace go with their owner, and the
-data with the data claim, as the backend's onDelete says.
+Level-triggered like the backends: each pass applies what drifted (the data claim, the
+ConfigMap with the server configuration, the server Deployment, the Service; the hash
+annotation tells), creates the PV and claim for pods (NFS) once the Service has its address, and
+reports conditions, endpoints and capacity. Changing the client rules or the read-only users
+changes only the ConfigMap, and a change of the users' Secret only that Secret: the running
+servers reload them. Deleting the share deletes the PV; the objects in the namespace go with
+their owner, and the data with the data claim, as the backend's onDelete says.
+
+The operator never reads the users' Secret: only the SMB server container mounts it.
 """
 
 from __future__ import annotations
@@ -56,7 +60,6 @@ class Reason:
     INVALID_SPEC = "InvalidSpec"
     BACKEND_NOT_FOUND = "BackendNotFound"
     BACKEND_NOT_READY = "BackendNotReady"
-    PROTOCOL_NOT_SERVED = "ProtocolNotServed"
     SERVER_STARTING = "ServerStarting"
     APPLY_FAILED = "ApplyFailed"
     AS_EXPECTED = "AsExpected"
@@ -65,7 +68,7 @@ class Reason:
 @dataclass(frozen=True)
 class Outcome:
     ready: Condition
-    endpoint: str | None = None
+    endpoints: dict[str, str] | None = None
 
 
 def parse_share(body: Mapping[str, Any]) -> nas.ShareRef | str:
@@ -93,7 +96,7 @@ class ShareReconciler:
         else:
             outcome = await self._serve(body, share, backends)
             observed["capacity"] = share.spec.size
-            observed["endpoints"] = {"nfs": outcome.endpoint} if outcome.endpoint else None
+            observed["endpoints"] = outcome.endpoints
         degraded = desired(DEGRADED, False, Reason.AS_EXPECTED, "")
         await report(self._runtime, NAS_SHARES, body, patch, [outcome.ready, degraded], observed)
 
@@ -110,17 +113,16 @@ class ShareReconciler:
             return not_ready(
                 Reason.BACKEND_NOT_READY, f"StorageBackend {share.spec.backend} is not ready"
             )
-        if ShareProtocol.SMB in share.spec.protocols:
-            return not_ready(
-                Reason.PROTOCOL_NOT_SERVED, "smb is not served yet; only nfs shares are"
-            )
         storage_class = driving.storage_class(share.spec.backend, model)["metadata"]["name"]
         settings = self._runtime.settings
         server = nas.server_deployment(
             share, settings.helper_image, settings.helper_image_pull_policy
         )
         try:
-            for manifest in (nas.data_claim(share, storage_class), nas.share_claim(share)):
+            claims = [nas.data_claim(share, storage_class)]
+            if nas.serves(share, ShareProtocol.NFS):
+                claims.append(nas.share_claim(share))
+            for manifest in claims:
                 await apply_drifted(
                     self._runtime, PERSISTENT_VOLUME_CLAIMS, owned_manifest(manifest, body)
                 )
@@ -139,20 +141,22 @@ class ShareReconciler:
         address = ((service or {}).get("spec") or {}).get("clusterIP")
         if not address or address == "None":
             return not_ready(Reason.SERVER_STARTING, "the Service has no address yet")
-        try:
-            await self._create_volume(nas.share_volume(share, address))
-        except ApiError as error:
-            return not_ready(Reason.APPLY_FAILED, f"PersistentVolume {share.volume_name}: {error}")
-        endpoint = f"{address}:{share.pseudo_path}"
+        if nas.serves(share, ShareProtocol.NFS):
+            try:
+                await self._create_volume(nas.share_volume(share, address))
+            except ApiError as error:
+                return not_ready(
+                    Reason.APPLY_FAILED, f"PersistentVolume {share.volume_name}: {error}"
+                )
+        endpoints = nas.endpoints(share, address)
         available = ((deployment or {}).get("status") or {}).get("availableReplicas")
         if not available:
             return Outcome(
-                desired(READY, False, Reason.SERVER_STARTING, "the NFS server is starting"),
-                endpoint,
+                desired(READY, False, Reason.SERVER_STARTING, "the servers are starting"),
+                endpoints,
             )
-        return Outcome(
-            desired(READY, True, Reason.SERVING, f"NFS export {endpoint} is served"), endpoint
-        )
+        served = ", ".join(endpoints.values())
+        return Outcome(desired(READY, True, Reason.SERVING, f"serving {served}"), endpoints)
 
     async def _hurry_rules(self, share: nas.ShareRef) -> None:
         """Marks each server pod with the rules it should serve. The kubelet refreshes a pod's
