@@ -4,8 +4,8 @@ host. A benchmark, not a test: it asserts nothing.
 Against the cluster in $KUBECONFIG (`make cluster-up` first): builds and installs stowage as
 `make demo` does, makes a hostPath backend, then for each of --shares rounds applies a NASShare
 and times (1) until it is Ready and (2) until a pod's first NFS read through it succeeds. Then it
-copies a --size MiB file with libnfs's nfs-cp from a pod through the share's Service, and from
-this machine to NFS-Ganesha on a test host (same Ganesha, same client, no Kubernetes between),
+reads a --size MiB file with libnfs's nfs-cp from a pod through the share's Service, and on
+this machine from NFS-Ganesha on a test host (same Ganesha, same client, no Kubernetes between),
 and prints both rates and their ratio.
 
     KUBECONFIG=... .venv/bin/python bench/nas_share.py [--shares 3] [--size 1024]
@@ -56,6 +56,11 @@ def share(name: str, client_ip: str) -> dict[str, object]:
     }
 
 
+def make_file(path: Path, mib: int) -> None:
+    command = ["dd", "if=/dev/urandom", f"of={path}", "bs=1M", f"count={mib}"]
+    subprocess.run(command, check=True, capture_output=True)
+
+
 def timed_copy(command: list[str]) -> float:
     started = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -96,33 +101,35 @@ def main() -> None:
     print(f"apply -> Ready:   median {statistics.median(ready):.1f} s, max {max(ready):.1f} s")
     print(f"apply -> serving: median {statistics.median(serving):.1f} s, max {max(serving):.1f} s")
 
+    # Reads: libnfs 4.0 (Debian bookworm) cannot encode an NFSv4 WRITE of 4 KiB or more
+    # ("ZDR error: Failed to encode COMPOUND4args"), so the file is put in place on the node
+    # and read back through NFS.
     mib = args.size
-    exec_in(kube, "client", "dd", "if=/dev/urandom", "of=/tmp/big", "bs=1M", f"count={mib}")
-    url = f"nfs://{address}{path}/big?version=4"
+    claim = kube.get("persistentvolumeclaim", f"stowage-nas-{name}-data", NAMESPACE)
+    data = kube.get("persistentvolume", claim["spec"]["volumeName"])["spec"]["hostPath"]["path"]
+    make_file(Path(data) / "share" / "big", mib)
     through_share = timed_copy(
         [
             "kubectl", "--kubeconfig", str(kubeconfig), "exec", "--namespace", NAMESPACE,
-            "client", "--", "nfs-cp", "/tmp/big", url,
+            "client", "--", "nfs-cp", f"nfs://{address}{path}/big?version=4", "/tmp/big",
         ]
     )  # fmt: skip
+    exec_in(kube, "client", "rm", "-f", "/tmp/big")
     host = hosts.create_host()
-    ganesha = NfsGanesha.start(host, exports={str(SERVERS_DIR / host.name / "export"): "/export"})
+    export = SERVERS_DIR / host.name / "export"
+    ganesha = NfsGanesha.start(host, exports={str(export): "/export"})
     try:
+        make_file(export / "big", mib)
         local = Path("/tmp/stowage-bench-big")
-        subprocess.run(
-            ["dd", "if=/dev/urandom", f"of={local}", "bs=1M", f"count={mib}"],
-            check=True,
-            capture_output=True,
-        )
-        direct = timed_copy(["nfs-cp", str(local), ganesha.url("/export/big")])
+        direct = timed_copy(["nfs-cp", ganesha.url("/export/big"), str(local)])
         local.unlink()
     finally:
         ganesha.stop()
         hosts.remove_host(host)
     print(
-        f"{mib} MiB through the share (pod, Service, Ganesha pod): {mib / through_share:.0f} MiB/s"
+        f"{mib} MiB read through the share (pod, Service, Ganesha): {mib / through_share:.0f} MiB/s"
     )
-    print(f"{mib} MiB straight to Ganesha on a test host:         {mib / direct:.0f} MiB/s")
+    print(f"{mib} MiB read straight from Ganesha on a test host: {mib / direct:.0f} MiB/s")
     print(f"ratio share/direct: {direct / through_share:.2f}")
     kube.run("delete", "namespace", NAMESPACE, "--wait=true", timeout=300)
 
