@@ -110,3 +110,33 @@ def test_each_protocol_gets_its_port_and_endpoint() -> None:
     assert [p["name"] for p in nas.service(smb_only)["spec"]["ports"]] == ["smb"]
     assert nas.endpoints(smb_only, "10.96.0.9") == {"smb": "//10.96.0.9/files"}
     assert "browseable = no" in nas.samba_config(smb_share(browseable=False))
+
+
+def pod_status(**status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "stowage-nas-files-abc"}, "status": status}
+
+
+def test_the_reason_a_server_does_not_run_is_told_as_the_kubelet_tells_it() -> None:
+    creating = pod_status(
+        containerStatuses=[{"name": "nfs", "state": {"waiting": {"reason": "ContainerCreating"}}}]
+    )
+    assert nas.server_trouble([creating]) is None
+    assert nas.server_trouble([]) is None
+    pulling = pod_status(
+        containerStatuses=[
+            {
+                "name": "nfs",
+                "state": {
+                    "waiting": {"reason": "ErrImageNeverPull", "message": "image not present"}
+                },
+            },
+            {"name": "smb", "state": {"running": {}}},
+        ]
+    )
+    assert nas.server_trouble([pulling]) == "nfs: ErrImageNeverPull: image not present"
+    unscheduled = pod_status(
+        conditions=[
+            {"type": "PodScheduled", "status": "False", "message": "0/1 nodes are available"}
+        ]
+    )
+    assert nas.server_trouble([unscheduled]) == "not scheduled: 0/1 nodes are available"

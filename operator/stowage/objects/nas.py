@@ -15,6 +15,7 @@ SMB server container mounts.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -317,6 +318,26 @@ def service(share: ShareRef) -> Json:
             ],
         },
     }
+
+
+def server_trouble(pods: Sequence[Json]) -> str | None:
+    """Why the server pods do not run, as the scheduler and the kubelet say (an image that
+    cannot be pulled, a crashing server, no node), or None when they are just starting."""
+    problems = []
+    for pod in pods:
+        status = pod.get("status") or {}
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                problems.append(
+                    f"not scheduled: {condition.get('message') or condition.get('reason')}"
+                )
+        for container in status.get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in (None, "ContainerCreating", "PodInitializing"):
+                continue
+            detail = f": {waiting['message']}" if waiting.get("message") else ""
+            problems.append(f"{container['name']}: {waiting['reason']}{detail}")
+    return "; ".join(problems)[:1000] or None
 
 
 def endpoints(share: ShareRef, address: str) -> dict[str, str]:

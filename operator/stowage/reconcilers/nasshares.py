@@ -61,6 +61,7 @@ class Reason:
     BACKEND_NOT_FOUND = "BackendNotFound"
     BACKEND_NOT_READY = "BackendNotReady"
     SERVER_STARTING = "ServerStarting"
+    SERVER_NOT_RUNNING = "ServerNotRunning"
     APPLY_FAILED = "ApplyFailed"
     AS_EXPECTED = "AsExpected"
 
@@ -135,7 +136,7 @@ class ShareReconciler:
             service = await apply_drifted(
                 self._runtime, SERVICES, owned_manifest(nas.service(share), body)
             )
-            await self._hurry_rules(share)
+            pods = await self._hurry_rules(share)
         except ApiError as error:
             return not_ready(Reason.APPLY_FAILED, str(error))
         address = ((service or {}).get("spec") or {}).get("clusterIP")
@@ -151,6 +152,9 @@ class ShareReconciler:
         endpoints = nas.endpoints(share, address)
         available = ((deployment or {}).get("status") or {}).get("availableReplicas")
         if not available:
+            trouble = nas.server_trouble(pods)
+            if trouble:
+                return Outcome(desired(READY, False, Reason.SERVER_NOT_RUNNING, trouble), endpoints)
             return Outcome(
                 desired(READY, False, Reason.SERVER_STARTING, "the servers are starting"),
                 endpoints,
@@ -158,10 +162,10 @@ class ShareReconciler:
         served = ", ".join(endpoints.values())
         return Outcome(desired(READY, True, Reason.SERVING, f"serving {served}"), endpoints)
 
-    async def _hurry_rules(self, share: nas.ShareRef) -> None:
-        """Marks each server pod with the rules it should serve. The kubelet refreshes a pod's
-        ConfigMap files when the pod changes (otherwise only on its periodic sync, a minute or
-        more), and the server reloads them as soon as they change."""
+    async def _hurry_rules(self, share: nas.ShareRef) -> list[Json]:
+        """Marks each server pod with the rules it should serve, and returns the pods. The
+        kubelet refreshes a pod's ConfigMap files when the pod changes (otherwise only on its
+        periodic sync, a minute or more), and the server reloads them as soon as they change."""
         rules = nas.rules_fingerprint(share)
         pods = await self._runtime.call(
             self._runtime.kube.list,
@@ -180,6 +184,7 @@ class ShareReconciler:
                     patch,
                     namespace=share.namespace,
                 )
+        return list(pods)
 
     async def _create_volume(self, manifest: Json) -> None:
         try:
