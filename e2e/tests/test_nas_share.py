@@ -5,6 +5,7 @@ this kernel has no NFS client, so the kubelet mounting the share's claim is not 
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,9 @@ from typing import Any
 import pytest
 
 from stowage_e2e import scenario
+from stowage_e2e.cluster import settings
+from stowage_e2e.fixtures import TestHostFactory
+from stowage_e2e.hosts import TestHost
 from stowage_e2e.install import NAMESPACE as INSTALL_NAMESPACE
 from stowage_e2e.install import OPERATOR_DEPLOYMENT, Images
 from stowage_e2e.kube import Kube, pod
@@ -228,3 +232,32 @@ def test_one_share_over_nfs_and_smb_with_users_from_a_secret_that_never_leaks(
         for user, password in passwords.items():
             assert password not in text, f"{user}'s password in the {where}"
     assert "SMB users: alice, bob" in seen["smb log"]
+
+
+def test_clients_outside_the_cluster_are_told_apart_by_their_own_address(
+    kube: Kube, namespace: str, backend: str, test_hosts: TestHostFactory
+) -> None:
+    """Through a NodePort: the rules see the test host's address, not the node's."""
+    inside, outside = test_hosts.create(2)
+    manifest = nas_share(backend, [{"cidr": f"{inside.ip}/32", "squash": "NoSquash"}])
+    manifest["spec"]["service"] = {"type": "NodePort"}
+    kube.apply(manifest, namespace)
+    wait_serving(kube, namespace)
+    service = kube.get("service", f"stowage-nas-{SHARE}", namespace)
+    (port,) = [p["nodePort"] for p in service["spec"]["ports"] if p["name"] == "nfs"]
+    node_ip = settings().node_ip
+    url = f"nfs://{node_ip}/{SHARE}?version=4&nfsport={port}"
+
+    def listing(host: TestHost) -> subprocess.CompletedProcess[str]:
+        return host.run(["nfs-ls", url], check=False)
+
+    assert listing(inside).returncode == 0, listing(inside).stderr
+    refused = listing(outside)
+    assert refused.returncode != 0 and "NOENT" in refused.stdout + refused.stderr, refused
+    manifest["spec"]["nfs"]["clients"].append({"cidr": f"{outside.ip}/32"})
+    kube.apply(manifest, namespace)
+    started = time.monotonic()
+    while listing(outside).returncode != 0:
+        assert time.monotonic() - started < 60, "the host let in by the new rule is still refused"
+        time.sleep(2)
+    print(f"\n{outside.ip} let in {time.monotonic() - started:.0f} s after the new rule")

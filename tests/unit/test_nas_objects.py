@@ -140,3 +140,11 @@ def test_the_reason_a_server_does_not_run_is_told_as_the_kubelet_tells_it() -> N
         ]
     )
     assert nas.server_trouble([unscheduled]) == "not scheduled: 0/1 nodes are available"
+
+
+def test_a_service_reachable_from_outside_keeps_the_clients_address() -> None:
+    assert "externalTrafficPolicy" not in nas.service(share())["spec"]
+    for kind in ("NodePort", "LoadBalancer"):
+        exposed = nas.service(share(service={"type": kind}))["spec"]
+        assert exposed["type"] == kind
+        assert exposed["externalTrafficPolicy"] == "Local"

@@ -19,7 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stowage.api.nasshare import NASShareSpec, NfsAccess, NfsClientRule, NfsSquash, ShareProtocol
+from stowage.api.nasshare import (
+    NASShareSpec,
+    NfsAccess,
+    NfsClientRule,
+    NfsSquash,
+    ServiceType,
+    ShareProtocol,
+)
 from stowage.drivers.base import MANAGED_BY, MANAGED_BY_LABEL
 
 Json = dict[str, Any]
@@ -299,11 +306,17 @@ def server_deployment(share: ShareRef, image: str, image_pull_policy: str) -> Js
 
 
 def service(share: ShareRef) -> Json:
+    spec: Json = {}
+    if share.spec.service.type is not ServiceType.CLUSTER_IP:
+        # The client rules are about client addresses: traffic from outside must reach the
+        # server with its source address, not the node's (no SNAT to another node).
+        spec["externalTrafficPolicy"] = "Local"
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(share, share.server_name),
         "spec": {
+            **spec,
             "type": share.spec.service.type.value,
             "selector": server_labels(share),
             "ports": [
