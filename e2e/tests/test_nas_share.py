@@ -6,6 +6,7 @@ this kernel has no NFS client, so the kubelet mounting the share's claim is not 
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -261,3 +262,91 @@ def test_clients_outside_the_cluster_are_told_apart_by_their_own_address(
         assert time.monotonic() - started < 60, "the host let in by the new rule is still refused"
         time.sleep(2)
     print(f"\n{outside.ip} let in {time.monotonic() - started:.0f} s after the new rule")
+
+
+# Writes a new small file every 0.3 s until /tmp/stop exists, and tells each result with the
+# time: `<epoch seconds> ok|fail <n>`. A write stuck on a vanished server is given up after 3 s.
+WRITER = """i=0; end=$(($(date +%s) + 110))
+while [ ! -e /tmp/stop ] && [ "$(date +%s)" -lt "$end" ]; do
+  i=$((i + 1)); printf '%s' "$i" > /tmp/n
+  if timeout 3 nfs-cp /tmp/n "nfs://$SERVER$EXPORT/seq-$i.txt?version=4" >/dev/null 2>&1
+  then echo "$(date +%s.%N) ok $i"; else echo "$(date +%s.%N) fail $i"; fi
+  sleep 0.3
+done"""
+
+
+def lease_holder(kube: Kube, namespace: str) -> str:
+    holder: str = kube.get("lease", f"stowage-nas-{SHARE}", namespace)["spec"]["holderIdentity"]
+    return holder
+
+
+def condition(share: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in share["status"]["conditions"] if c["type"] == type_)
+
+
+def test_with_two_replicas_the_standby_takes_over_when_the_active_server_goes(
+    kube: Kube, namespace: str, backend: str, stowage_installed: Images
+) -> None:
+    client = Client(kube, namespace, "writer", stowage_installed.helper)
+    manifest = nas_share(backend, [{"cidr": f"{client.ip}/32", "squash": "NoSquash"}])
+    manifest["spec"]["replicas"] = 2
+    kube.apply(manifest, namespace)
+    wait_serving(kube, namespace)
+    share = kube.wait_for(
+        "nasshare",
+        SHARE,
+        namespace,
+        lambda s: condition(s, "Degraded")["status"] == "False",
+        timeout=120,
+        what="a standby running (Degraded=False)",
+    )
+    active = lease_holder(kube, namespace)
+    assert active in condition(share, "Ready")["message"]
+    pods = {p["metadata"]["name"]: p for p in server_pods(kube, namespace)}
+    (standby,) = set(pods) - {active}
+    standby_ready = next(c for c in pods[standby]["status"]["conditions"] if c["type"] == "Ready")
+    assert standby_ready["status"] == "False", "the standby serves too"
+
+    address, export = share["status"]["endpoints"]["nfs"].split(":", 1)
+    lines: list[str] = []
+    script = f"SERVER={address}; EXPORT={export}\n{WRITER}"
+    writer = threading.Thread(
+        target=lambda: lines.extend(client.run("sh", "-c", script)[1].split("\n"))
+    )
+    writer.start()
+    time.sleep(6)
+    killed = time.time()
+    kube.run("delete", "pod", active, "--namespace", namespace, "--wait=false")
+    resumed = kube.wait_for(
+        "lease",
+        f"stowage-nas-{SHARE}",
+        namespace,
+        lambda lease: lease["spec"].get("holderIdentity") == standby,
+        timeout=60,
+        what=f"{standby} holding the Lease",
+    )
+    assert resumed
+    time.sleep(40)  # the grace period, and writes after it
+    client.run("touch", "/tmp/stop")
+    writer.join(timeout=30)
+
+    results = [line.split() for line in lines if line.count(" ") == 2]
+    before = [float(t) for t, result, _ in results if result == "ok" and float(t) < killed]
+    after = [float(t) for t, result, _ in results if result == "ok" and float(t) > killed]
+    assert before, f"no write succeeded before the kill: {lines[:5]}"
+    assert after, f"the client never resumed: {lines[-5:]}"
+    print(f"\nNFS client without service for {after[0] - before[-1]:.1f} s (active pod deleted)")
+    # Nothing the client was told was written is lost.
+    written = {f"seq-{n}.txt" for _, result, n in results if result == "ok"}
+    listing = client.run("nfs-ls", f"nfs://{address}{export}?version=4")
+    assert listing[0] == 0, listing
+    assert written <= set(listing[1].split()), written - set(listing[1].split())
+    final = kube.wait_for(
+        "nasshare",
+        SHARE,
+        namespace,
+        lambda s: standby in condition(s, "Ready")["message"],
+        timeout=60,
+        what=f"Ready naming {standby} as the active server",
+    )
+    assert condition(final, "Ready")["status"] == "True"

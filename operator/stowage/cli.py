@@ -77,15 +77,24 @@ def agent_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 
 def nas_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from stowage.kube import Connection, Kube
+    from stowage.nas.election import ActiveLease, LeaseName
     from stowage.nas.server import ShareDirectories, run_nfs, run_smb
 
+    if args.protocol == "smb" and args.users is None:
+        parser.error("--users is required for smb")
+    lease = None
+    if args.lease:
+        pod, namespace = os.environ.get("POD_NAME", ""), os.environ.get("POD_NAMESPACE", "")
+        if not pod or not namespace:
+            parser.error("--lease needs POD_NAME and POD_NAMESPACE")
+        kube = Kube(Connection.load(args.kubeconfig, pool_size=1), timeout=5)
+        lease = ActiveLease(kube, LeaseName(namespace, args.lease, identity=pod))
     configure_logging(parser)
     directories = ShareDirectories(exported=args.exported, recovery=args.recovery)
     if args.protocol == "nfs":
-        return run_nfs(args.config, directories)
-    if args.users is None:
-        parser.error("--users is required for smb")
-    return run_smb(args.config, args.users, directories)
+        return run_nfs(args.config, directories, lease)
+    return run_smb(args.config, args.users, directories, lease)
 
 
 def add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -148,6 +157,12 @@ def add_nas_server(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     parser.add_argument(
         "--recovery", type=Path, required=True, help="NFSv4 recovery state (made if missing)"
     )
+    parser.add_argument(
+        "--lease",
+        default="",
+        help="serve only while this pod (env POD_NAME, POD_NAMESPACE) holds this Lease",
+    )
+    parser.add_argument("--kubeconfig", type=Path, default=None, help="default: in-cluster")
     parser.set_defaults(command=nas_server_command, parser=parser)
 
 

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from stowage.api.nasshare import NASShareSpec
 from stowage.kube import resources
 from stowage.kube.resources import Resource
+from stowage.objects import nas
+from stowage.objects.nas import ShareRef
 from stowage_e2e.install import REPO_DIR, of_kind, render
 
 pytestmark = pytest.mark.unit
@@ -22,6 +25,12 @@ pytestmark = pytest.mark.unit
 Permission = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
 
 STOWAGE_GROUP = "stowage.io"
+SHARE_SPEC = {
+    "backend": "b",
+    "size": "1Gi",
+    "protocols": ["nfs"],
+    "nfs": {"clients": [{"cidr": "10.0.0.0/8"}]},
+}
 PACKAGE_DIR = REPO_DIR / "operator" / "stowage"
 RESOURCES: dict[str, Resource] = {
     name: value for name, value in vars(resources).items() if isinstance(value, Resource)
@@ -35,8 +44,9 @@ VERBS_OF_CALL: dict[str, tuple[str, ...]] = {
     "merge_patch": ("patch",),
     "delete": ("delete",),
     "watch": ("watch",),
-    # stowage.reconcilers.applying: read, then server-side apply if drifted.
+    # stowage.reconcilers.applying: read, then server-side apply if drifted, or create.
     "apply_drifted": ("get", "patch", "create"),
+    "create_missing": ("get", "create"),
 }
 # kopf handlers that only observe; the others store progress and finalizers on the object.
 OBSERVING_HANDLERS = {"event", "index"}
@@ -49,13 +59,18 @@ FRAMEWORK: set[Permission] = {
 }
 
 
+# Three ServiceAccounts: the mount helper's (`stowage.agent`), the NAS servers'
+# (`stowage.nas`, a Role the operator makes per share), and the operator's (the rest).
 AGENT_DIR = PACKAGE_DIR / "agent"
+NAS_SERVER_DIR = PACKAGE_DIR / "nas"
+OPERATOR = "operator"
 
 
-def syntax_trees(*, agent: bool) -> Iterator[ast.Module]:
-    """The operator's modules, or the mount helper's (`stowage.agent`): two ServiceAccounts."""
+def syntax_trees(component: Path | str) -> Iterator[ast.Module]:
+    """The modules of a component: a package directory, or OPERATOR for all the others."""
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        if path.is_relative_to(AGENT_DIR) == agent:
+        inside = next((d for d in (AGENT_DIR, NAS_SERVER_DIR) if path.is_relative_to(d)), OPERATOR)
+        if inside == component:
             yield ast.parse(path.read_text(), filename=str(path))
 
 
@@ -176,19 +191,27 @@ def handler_permissions(tree: ast.Module) -> Iterator[Permission]:
 
 
 def used_by_the_code() -> set[Permission]:
-    used = set(FRAMEWORK)
-    for tree in syntax_trees(agent=False):
+    """What the operator does, and what it grants the NAS servers (RBAC lets only a holder of
+    a permission grant it)."""
+    used = set(FRAMEWORK) | granted(nas_server_rules())
+    for tree in syntax_trees(OPERATOR):
         used.update(client_permissions(tree))
         used.update(handler_permissions(tree))
         used.update(index_permissions(tree))
     return used
 
 
-def used_by_the_agent() -> set[Permission]:
+def used_by(component: Path) -> set[Permission]:
     used: set[Permission] = set()
-    for tree in syntax_trees(agent=True):
+    for tree in syntax_trees(component):
         used.update(client_permissions(tree))
     return used
+
+
+def nas_server_rules() -> list[dict[str, list[str]]]:
+    share = ShareRef("ns", "share", "uid", NASShareSpec.model_validate(SHARE_SPEC))
+    rules: list[dict[str, list[str]]] = nas.server_role(share)["rules"]
+    return rules
 
 
 def granted(rules: Iterable[dict[str, list[str]]]) -> set[Permission]:
@@ -227,7 +250,11 @@ def test_the_operator_may_do_nothing_its_code_does_not() -> None:
 
 
 def test_the_helper_may_do_exactly_what_the_agent_does() -> None:
-    assert granted(component_rules("helper")) == used_by_the_agent()
+    assert granted(component_rules("helper")) == used_by(AGENT_DIR)
+
+
+def test_a_nas_server_may_do_exactly_what_its_code_does() -> None:
+    assert granted(nas_server_rules()) == used_by(NAS_SERVER_DIR)
 
 
 def test_the_derivation_sees_calls_and_handlers() -> None:

@@ -58,9 +58,43 @@ def test_the_server_serves_the_data_claim_with_the_config_map() -> None:
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
 
 
-def test_the_data_claim_is_shared_only_when_two_servers_may_mount_it() -> None:
-    assert nas.data_claim(share(), "fast")["spec"]["accessModes"] == ["ReadWriteOnce"]
-    assert nas.data_claim(share(replicas=2), "fast")["spec"]["accessModes"] == ["ReadWriteMany"]
+def test_the_data_claim_is_shared_where_the_backend_lets_servers_on_two_nodes_mount_it() -> None:
+    shared = nas.data_claim(share(), "fast", shared=True)
+    assert shared["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert shared["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    single = nas.data_claim(share(), "fast", shared=False)
+    assert single["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+def test_two_replicas_are_two_server_pods_each_serving_only_while_it_holds_the_lease() -> None:
+    ref = share(replicas=2, protocols=["nfs", "smb"], smb={"usersSecretRef": {"name": "u"}})
+    deployment = nas.server_deployment(ref, "img", "IfNotPresent")
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "stowage-nas-files"
+    for container in pod["containers"]:
+        args = container["args"]
+        assert args[args.index("--lease") + 1] == "stowage-nas-files"
+        # Both containers of a pod hold the Lease under the pod's name: active together.
+        env = {variable["name"]: variable.get("valueFrom") for variable in container["env"]}
+        assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+        assert "tcpSocket" in container["readinessProbe"]
+    spread = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert spread[0]["podAffinityTerm"]["labelSelector"]["matchLabels"] == nas.server_labels(ref)
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_the_servers_may_hold_their_own_lease_and_nothing_else() -> None:
+    ref = share()
+    (rule,) = nas.server_role(ref)["rules"]
+    assert rule["resources"] == ["leases"] and rule["resourceNames"] == ["stowage-nas-files"]
+    assert sorted(rule["verbs"]) == ["get", "patch"]
+    binding = nas.server_role_binding(ref)
+    assert binding["roleRef"]["name"] == nas.server_role(ref)["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "stowage-nas-files", "namespace": "team"}
+    ]
+    assert nas.server_lease(ref)["metadata"]["name"] == "stowage-nas-files"
 
 
 def test_pods_get_a_claim_bound_to_the_export_through_the_service_address() -> None:

@@ -305,6 +305,7 @@ class Driver(Protocol):
     storage_type: ClassVar[StorageType]
     volume_kind: ClassVar[VolumeKind]
     needs_host_mount: ClassVar[bool]  # a mount-helper DaemonSet is required
+    access_modes: ClassVar[frozenset[str]]  # the access modes its claims may ask for
 
     def validate(self, backend: BackendRef) -> list[Problem]:
         """Problems beyond the schema (pure: no Secrets or nodes are read)."""

@@ -3,6 +3,9 @@
 NFS: the export rules are reloaded in place (SIGHUP: Ganesha updates its exports, so clients
 that stay allowed keep their state and newly allowed ones get in).
 
+With a Lease named, the server starts only once its pod is the share's active server pod
+(`stowage.nas.election`), and stops when it no longer is.
+
 SMB: the users are the keys of the user's Secret, mounted as files (user name: password). They
 are made Unix users of the container and Samba users (passwords on smbpasswd's stdin, never on a
 command line or in a log); a change of the Secret updates them, a change of smb.conf is reloaded
@@ -17,6 +20,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from stowage.nas.election import ActiveLease, active_turn
 from stowage.nas.supervise import supervise
 
 logger = logging.getLogger(__name__)
@@ -46,18 +50,20 @@ def reload(server: subprocess.Popen[bytes]) -> None:
     server.send_signal(signal.SIGHUP)
 
 
-def run_nfs(config: Path, directories: ShareDirectories) -> int:
-    directories.make()
-    command = ["ganesha.nfsd", "-F", "-L", "/dev/stderr", "-p", "/tmp/ganesha.pid", "-f"]
-    return supervise([*command, str(config)], [config], reload)
+def run_nfs(config: Path, directories: ShareDirectories, lease: ActiveLease | None) -> int:
+    with active_turn(lease) as lost:
+        directories.make()
+        command = ["ganesha.nfsd", "-F", "-L", "/dev/stderr", "-p", "/tmp/ganesha.pid", "-f"]
+        return supervise([*command, str(config)], [config], reload, lost=lost)
 
 
 # Samba's state and run directories (a container starts without what systemd would make).
 SAMBA_DIRECTORIES = ("/run/samba", "/var/lib/samba/private", "/var/cache/samba", "/var/log/samba")
 
 
-def run_smb(config: Path, users: Path, directories: ShareDirectories) -> int:
-    directories.make()
+def run_smb(
+    config: Path, users: Path, directories: ShareDirectories, lease: ActiveLease | None
+) -> int:
     for directory in SAMBA_DIRECTORIES:
         Path(directory).mkdir(parents=True, exist_ok=True)
     sync_smb_users(users)
@@ -66,8 +72,17 @@ def run_smb(config: Path, users: Path, directories: ShareDirectories) -> int:
         sync_smb_users(users)
         reload(server)
 
-    command = ["smbd", "--foreground", "--no-process-group", "--debug-stdout", "-s", str(config)]
-    return supervise(command, [config, users], on_change)
+    with active_turn(lease) as lost:
+        directories.make()
+        command = [
+            "smbd",
+            "--foreground",
+            "--no-process-group",
+            "--debug-stdout",
+            "-s",
+            str(config),
+        ]
+        return supervise(command, [config, users], on_change, lost=lost)
 
 
 def smb_users(users: Path) -> dict[str, str]:

@@ -36,10 +36,12 @@ def supervise(
     command: Sequence[str],
     watched: Sequence[Path],
     on_change: Callable[[subprocess.Popen[bytes]], None],
+    *,
+    lost: threading.Event | None = None,
     check_interval: float = CHECK_INTERVAL,
 ) -> int:
-    """Runs `command` until it exits or the container is stopped; its exit code (0 when
-    stopped)."""
+    """Runs `command` until it exits, the container is stopped (0) or `lost` is set: this pod
+    is no longer the active server (1, the container restarts as a standby)."""
     stopping = threading.Event()
     loaded = fingerprint(watched)
     server = subprocess.Popen(list(command))
@@ -52,6 +54,11 @@ def supervise(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop)
     while server.poll() is None and not stopping.wait(check_interval):
+        if lost is not None and lost.is_set():
+            logger.error("%s: no longer the active server, stopping it", command[0])
+            server.terminate()
+            server.wait()
+            return 1
         try:
             current = fingerprint(watched)
         except OSError as error:  # the kubelet swapping the files' link

@@ -4,7 +4,9 @@
                                server's recovery state
     stowage-nas-<share>        ConfigMap (ganesha.conf: the export and its client rules;
                                smb.conf: the share and its read-only users), Deployment (the
-                               servers), Service (2049 and/or 445)
+                               servers), Service (2049 and/or 445), Lease (which server pod
+                               is the active one), and the ServiceAccount, Role and RoleBinding
+                               with which the server pods hold that Lease
     <spec.claim.name>          PVC bound to a PV of the nfs source at the Service, for pods
     nas-<share uid>            that PV (cluster-scoped)
 
@@ -27,7 +29,7 @@ from stowage.api.nasshare import (
     ServiceType,
     ShareProtocol,
 )
-from stowage.drivers.base import MANAGED_BY, MANAGED_BY_LABEL
+from stowage.drivers.base import HOSTNAME_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 
 Json = dict[str, Any]
 
@@ -48,6 +50,8 @@ SMB_USERS_MOUNT = "/etc/stowage-smb-users"
 LEASE_SECONDS = 10
 GRACE_SECONDS = 15
 
+# The server containers' downward-API environment: who holds the share's Lease.
+POD_IDENTITY = (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace"))
 # On the server pods: the fingerprint of the rules they are to serve (see the reconciler).
 RULES_ANNOTATION = "stowage.io/export-rules"
 
@@ -209,10 +213,10 @@ def config_map(share: ShareRef) -> Json:
     }
 
 
-def data_claim(share: ShareRef, storage_class: str) -> Json:
-    # One server at a time mounts the data (the standby of replicas 2 too, later): RWX only
-    # where two servers may run.
-    access_mode = "ReadWriteMany" if share.spec.replicas > 1 else "ReadWriteOnce"
+def data_claim(share: ShareRef, storage_class: str, *, shared: bool) -> Json:
+    """`shared`: ReadWriteMany, so that a standby server pod may run on another node (only the
+    active one serves the data); otherwise both run where the claim is mounted."""
+    access_mode = "ReadWriteMany" if shared else "ReadWriteOnce"
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -226,12 +230,12 @@ def data_claim(share: ShareRef, storage_class: str) -> Json:
 
 
 def _server_container(
-    protocol: ShareProtocol, port: int, config: str, image: str, image_pull_policy: str
+    share: ShareRef, protocol: ShareProtocol, port: int, config: str, image: str, pull: str
 ) -> Json:
     return {
         "name": protocol.value,
         "image": image,
-        "imagePullPolicy": image_pull_policy,
+        "imagePullPolicy": pull,
         "args": [
             "nas-server",
             protocol.value,
@@ -241,14 +245,41 @@ def _server_container(
             EXPORTED_DIRECTORY,
             "--recovery",
             RECOVERY_DIRECTORY,
+            "--lease",
+            share.server_name,
         ],
-        "env": [{"name": "STOWAGE_LOG_FORMAT", "value": "json"}],
+        "env": [
+            {"name": "STOWAGE_LOG_FORMAT", "value": "json"},
+            *(
+                {"name": variable, "valueFrom": {"fieldRef": {"fieldPath": field}}}
+                for variable, field in POD_IDENTITY
+            ),
+        ],
         "ports": [{"name": protocol.value, "containerPort": port, "protocol": "TCP"}],
-        "readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 2},
+        # Only the active server pod listens, so only it is Ready and behind the Service.
+        "readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 1},
         "volumeMounts": [
             {"name": "data", "mountPath": DATA_MOUNT},
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
         ],
+    }
+
+
+def _spread_over_nodes(share: ShareRef) -> Json:
+    """A standby on another node than the active server survives that node, where the data
+    claim allows it (a node-local backend keeps both on its node)."""
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": HOSTNAME_LABEL,
+                        "labelSelector": {"matchLabels": server_labels(share)},
+                    },
+                }
+            ]
+        }
     }
 
 
@@ -261,13 +292,15 @@ def server_deployment(share: ShareRef, image: str, image_pull_policy: str) -> Js
     ]
     if serves(share, ShareProtocol.NFS):
         nfs = _server_container(
-            ShareProtocol.NFS, NFS_PORT, GANESHA_CONFIG, image, image_pull_policy
+            share, ShareProtocol.NFS, NFS_PORT, GANESHA_CONFIG, image, image_pull_policy
         )
         # FSAL VFS opens files by handle (open_by_handle_at), which needs DAC_READ_SEARCH.
         nfs["securityContext"] = {"capabilities": {"add": ["DAC_READ_SEARCH"]}}
         containers.append(nfs)
     if serves(share, ShareProtocol.SMB) and share.spec.smb is not None:
-        smb = _server_container(ShareProtocol.SMB, SMB_PORT, SAMBA_CONFIG, image, image_pull_policy)
+        smb = _server_container(
+            share, ShareProtocol.SMB, SMB_PORT, SAMBA_CONFIG, image, image_pull_policy
+        )
         smb["args"] += ["--users", SMB_USERS_MOUNT]
         smb["volumeMounts"].append(
             {"name": "users", "mountPath": SMB_USERS_MOUNT, "readOnly": True}
@@ -287,8 +320,8 @@ def server_deployment(share: ShareRef, image: str, image_pull_policy: str) -> Js
         "kind": "Deployment",
         "metadata": _metadata(share, share.server_name, **{COMPONENT_LABEL: NAS_COMPONENT}),
         "spec": {
-            "replicas": 1,
-            # The data claim is mounted by one server at a time.
+            "replicas": share.spec.replicas,
+            # A rolling update would wait for new pods to be Ready, which standbys never are.
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": selector},
             # Neither the rules nor the users are part of the template: a change is reloaded
@@ -296,12 +329,64 @@ def server_deployment(share: ShareRef, image: str, image_pull_policy: str) -> Js
             "template": {
                 "metadata": {"labels": selector},
                 "spec": {
+                    "serviceAccountName": share.server_name,
                     "terminationGracePeriodSeconds": 10,
+                    "affinity": _spread_over_nodes(share),
                     "containers": containers,
                     "volumes": volumes,
                 },
             },
         },
+    }
+
+
+def server_lease(share: ShareRef) -> Json:
+    """Made empty; the server pods take it (stowage.nas.election)."""
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": _metadata(share, share.server_name),
+        "spec": {},
+    }
+
+
+def server_role(share: ShareRef) -> Json:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _metadata(share, share.server_name),
+        "rules": [
+            {
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "resourceNames": [share.server_name],
+                "verbs": ["get", "patch"],
+            }
+        ],
+    }
+
+
+def server_service_account(share: ShareRef) -> Json:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(share, share.server_name),
+    }
+
+
+def server_role_binding(share: ShareRef) -> Json:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _metadata(share, share.server_name),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": share.server_name,
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": share.server_name, "namespace": share.namespace}
+        ],
     }
 
 

@@ -19,6 +19,7 @@ from stowage.drivers.base import (
     MOUNT_READY,
     PREPARE_ON_ANNOTATION,
     RELEASE_ANNOTATION,
+    AccessMode,
     BackendRef,
     ClaimRequest,
     HostMount,
@@ -41,6 +42,7 @@ from stowage.reconcilers.claims import selected_node
 __all__ = [
     "SecretNeed",
     "Unprovisionable",
+    "allows_many_writers",
     "claim_volume",
     "csi_driver_name",
     "has_directory_quota",
@@ -101,6 +103,11 @@ def static_volumes(name: str, model: StorageBackend) -> list[Json]:
 def host_mount(name: str, model: StorageBackend, node: str) -> HostMount | None:
     """How the helper mounts the backend on `node`; None for types without a backend mount."""
     return driver_for(model.spec.storage_type).host_mount(_ref(name, model), node)
+
+
+def allows_many_writers(model: StorageBackend) -> bool:
+    """Whether the backend's claims may be ReadWriteMany."""
+    return AccessMode.READ_WRITE_MANY in driver_for(model.spec.storage_type).access_modes
 
 
 def has_helpers(model: StorageBackend) -> bool:

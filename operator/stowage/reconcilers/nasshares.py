@@ -25,19 +25,23 @@ from pydantic import ValidationError
 from stowage import metrics
 from stowage.api.common import Condition
 from stowage.api.nasshare import NASShare, ShareProtocol
-from stowage.kube import AlreadyExistsError, ApiError, Json
+from stowage.kube import ApiError, Json
 from stowage.kube.resources import (
     CONFIG_MAPS,
     DEPLOYMENTS,
+    LEASES,
     NAS_SHARES,
     PERSISTENT_VOLUME_CLAIMS,
     PERSISTENT_VOLUMES,
     PODS,
+    ROLE_BINDINGS,
+    ROLES,
+    SERVICE_ACCOUNTS,
     SERVICES,
 )
 from stowage.objects import nas
 from stowage.reconcilers import driving, indexes
-from stowage.reconcilers.applying import apply_drifted
+from stowage.reconcilers.applying import apply_drifted, create_missing
 from stowage.reconcilers.backend_state import (
     describe_validation_error,
     owned_manifest,
@@ -64,12 +68,17 @@ class Reason:
     SERVER_NOT_RUNNING = "ServerNotRunning"
     APPLY_FAILED = "ApplyFailed"
     AS_EXPECTED = "AsExpected"
+    NO_STANDBY = "NoStandby"
+
+
+AS_EXPECTED = desired(DEGRADED, False, Reason.AS_EXPECTED, "")
 
 
 @dataclass(frozen=True)
 class Outcome:
     ready: Condition
     endpoints: dict[str, str] | None = None
+    degraded: Condition = AS_EXPECTED
 
 
 def parse_share(body: Mapping[str, Any]) -> nas.ShareRef | str:
@@ -79,6 +88,24 @@ def parse_share(body: Mapping[str, Any]) -> nas.ShareRef | str:
     except ValidationError as error:
         return describe_validation_error(error)
     return nas.ShareRef(metadata["namespace"], metadata["name"], metadata["uid"], model.spec)
+
+
+def standby_check(share: nas.ShareRef, pods: list[Json]) -> Condition:
+    """Degraded when fewer server pods run than asked for: no standby to take over."""
+    running = sum(
+        1
+        for pod in pods
+        if (pod.get("status") or {}).get("phase") == "Running"
+        and not pod["metadata"].get("deletionTimestamp")
+    )
+    if running >= share.spec.replicas:
+        return AS_EXPECTED
+    return desired(
+        DEGRADED,
+        True,
+        Reason.NO_STANDBY,
+        f"{running} of {share.spec.replicas} server pods running: no standby to take over",
+    )
 
 
 def not_ready(reason: str, message: str) -> Outcome:
@@ -98,8 +125,8 @@ class ShareReconciler:
             outcome = await self._serve(body, share, backends)
             observed["capacity"] = share.spec.size
             observed["endpoints"] = outcome.endpoints
-        degraded = desired(DEGRADED, False, Reason.AS_EXPECTED, "")
-        await report(self._runtime, NAS_SHARES, body, patch, [outcome.ready, degraded], observed)
+        conditions = [outcome.ready, outcome.degraded]
+        await report(self._runtime, NAS_SHARES, body, patch, conditions, observed)
 
     async def _serve(
         self, body: Mapping[str, Any], share: nas.ShareRef, backends: Index
@@ -119,8 +146,9 @@ class ShareReconciler:
         server = nas.server_deployment(
             share, settings.helper_image, settings.helper_image_pull_policy
         )
+        shared = driving.allows_many_writers(model)
         try:
-            claims = [nas.data_claim(share, storage_class)]
+            claims = [nas.data_claim(share, storage_class, shared=shared)]
             if nas.serves(share, ShareProtocol.NFS):
                 claims.append(nas.share_claim(share))
             for manifest in claims:
@@ -130,6 +158,7 @@ class ShareReconciler:
             await apply_drifted(
                 self._runtime, CONFIG_MAPS, owned_manifest(nas.config_map(share), body)
             )
+            lease = await self._server_identity(body, share)
             deployment = await apply_drifted(
                 self._runtime, DEPLOYMENTS, owned_manifest(server, body)
             )
@@ -160,7 +189,24 @@ class ShareReconciler:
                 endpoints,
             )
         served = ", ".join(endpoints.values())
-        return Outcome(desired(READY, True, Reason.SERVING, f"serving {served}"), endpoints)
+        active = (lease.get("spec") or {}).get("holderIdentity")
+        if active:
+            served += f" from server pod {active}"
+        ready = desired(READY, True, Reason.SERVING, f"serving {served}")
+        return Outcome(ready, endpoints, standby_check(share, pods))
+
+    async def _server_identity(self, body: Mapping[str, Any], share: nas.ShareRef) -> Json:
+        """The server pods' ServiceAccount and its right to hold the share's Lease; the Lease
+        as it is now."""
+        runtime = self._runtime
+        account = nas.server_service_account(share)
+        await apply_drifted(runtime, SERVICE_ACCOUNTS, owned_manifest(account, body))
+        await apply_drifted(runtime, ROLES, owned_manifest(nas.server_role(share), body))
+        binding = nas.server_role_binding(share)
+        await apply_drifted(runtime, ROLE_BINDINGS, owned_manifest(binding, body))
+        return await create_missing(
+            self._runtime, LEASES, owned_manifest(nas.server_lease(share), body)
+        )
 
     async def _hurry_rules(self, share: nas.ShareRef) -> list[Json]:
         """Marks each server pod with the rules it should serve, and returns the pods. The
@@ -187,11 +233,7 @@ class ShareReconciler:
         return list(pods)
 
     async def _create_volume(self, manifest: Json) -> None:
-        try:
-            await self._runtime.call(self._runtime.kube.create, PERSISTENT_VOLUMES, manifest)
-        except AlreadyExistsError:
-            return
-        logger.info("PersistentVolume %s created", manifest["metadata"]["name"])
+        await create_missing(self._runtime, PERSISTENT_VOLUMES, manifest)
 
     async def finalize(self, body: Mapping[str, Any]) -> None:
         """The PV is the one object the namespace's garbage collection cannot reach."""
