@@ -34,7 +34,7 @@ from stowage.drivers.base import (
 )
 from stowage.drivers.common import SINGLE_WRITER_MODES, BaseDriver, SpecT
 from stowage.drivers.mounts import backend_mount_point, failover_mount
-from stowage.drivers.naming import claim_directory, path_under
+from stowage.drivers.naming import claim_directory, is_within, path_under
 from stowage.drivers.nodes import choose_node
 
 # Host directories a backend must never hand out subdirectories of.
@@ -56,9 +56,7 @@ SYSTEM_TREES = (
 
 def system_directory_problems(field: str, path: str) -> list[Problem]:
     normalized = posixpath.normpath(path)
-    inside_tree = any(
-        normalized == tree or normalized.startswith(tree + "/") for tree in SYSTEM_TREES
-    )
+    inside_tree = any(is_within(normalized, tree) for tree in SYSTEM_TREES)
     if normalized in SYSTEM_DIRECTORIES or inside_tree:
         return [
             Problem(
@@ -138,9 +136,16 @@ class NodePinnedDriver(LocalVolumeDriver[SpecT]):
         raise NotImplementedError
 
     def allowed_topology(self, backend: BackendRef) -> tuple[NodeRequirement, ...]:
+        """mount.nodeSelector, the listed nodes, and, where the helper makes the volumes, the
+        nodes whose helper runs (so that the scheduler picks no node without one)."""
         listed = self.listed_nodes(backend)
         by_name = (NodeRequirement(HOSTNAME_LABEL, tuple(sorted(listed))),) if listed else ()
-        return (*super().allowed_topology(backend), *by_name)
+        helper = (
+            (NodeRequirement(mount_label(backend.name), (MOUNT_READY,)),)
+            if self.prepared_on_node
+            else ()
+        )
+        return (*super().allowed_topology(backend), *by_name, *helper)
 
     def plan_checked(
         self, backend: BackendRef, claim: ClaimRequest, ctx: ProvisionContext

@@ -159,7 +159,7 @@ class Provisioner:
         outcome = self._plan(claim, backend_name, caches)
         if isinstance(outcome, Failure):
             return await self._failed(claim, backend_name, outcome)
-        waiting = await self._prepared_by_helper(claim, backend_name, caches)
+        waiting = await self._prepared_by_helper(claim, backend_name, caches, outcome)
         if waiting is not None:
             return waiting
         self._in_flight.add(backend_name, outcome)
@@ -218,21 +218,24 @@ class Provisioner:
                 ),
                 nodes=indexes.values(caches.nodes),
             )
+        except driving.HelperNotReady as error:
+            return Failure("NotMounted", str(error), QUICK_RETRY)
         except driving.Unprovisionable as error:
             return Failure("Unprovisionable", str(error), SLOW_RETRY)
 
     async def _prepared_by_helper(
-        self, claim: Json, backend_name: str, caches: Caches
+        self, claim: Json, backend_name: str, caches: Caches, volume: Json
     ) -> Retry | None:
-        """None once the claim's directory is made (or the type needs no helper for it);
-        otherwise asks a helper, or the next one when the last did not answer in time."""
+        """None once the claim's planned `volume` is made on the node side (or the type needs
+        no helper for it); otherwise asks a helper, or the next one when the last did not
+        answer in time."""
         model = parse_backend(indexes.one(caches.backends, backend_name) or {})
         if isinstance(model, str) or not driving.has_helpers(model):
             return None
         metadata = claim["metadata"]
         annotations = metadata.get("annotations") or {}
         key = claim_key(claim)
-        if annotations.get(PREPARED_BY_ANNOTATION):
+        if driving.is_prepared(model, claim, volume):
             self._asking.pop(key, None)
             return None
         now = time.monotonic()
@@ -242,9 +245,9 @@ class Provisioner:
             attempt += 1
         try:
             request = driving.helper_prepare_request(
-                backend_name, model, volume_name(claim), indexes.values(caches.nodes), attempt
+                backend_name, model, volume, indexes.values(caches.nodes), attempt
             )
-        except driving.Unprovisionable as error:
+        except driving.HelperNotReady as error:
             return await self._failed(
                 claim, backend_name, Failure("NotMounted", str(error), QUICK_RETRY)
             )
@@ -254,17 +257,24 @@ class Provisioner:
         if asking is None or (asking.attempt, asking.node) != (attempt, node):
             self._asking[key] = Asking(attempt, node, now)
         labels = metadata.get("labels") or {}
-        if labels.get(PREPARE_LABEL) != backend_name or any(
-            annotations.get(name) != value for name, value in request.items()
+        if (
+            labels.get(PREPARE_LABEL) != backend_name
+            or PREPARED_BY_ANNOTATION in annotations  # by a node no longer asked
+            or any(annotations.get(name) != value for name, value in request.items())
         ):
-            patch = {"metadata": {"labels": {PREPARE_LABEL: backend_name}, "annotations": request}}
+            patch = {
+                "metadata": {
+                    "labels": {PREPARE_LABEL: backend_name},
+                    "annotations": {**request, PREPARED_BY_ANNOTATION: None},
+                }
+            }
             try:
                 await self._patch_claim(claim, patch)
             except ApiError as error:
                 logger.warning("asking a helper to prepare %s failed: %s", key, error)
                 return Retry("ApiError", QUICK_RETRY)
             logger.info(
-                "claim %s: asked the helper on %s to make its directory",
+                "claim %s: asked the helper on %s to make its volume",
                 describe_claim(claim),
                 node,
             )
