@@ -435,3 +435,15 @@ def test_a_node_asked_to_make_the_volume_keeps_it_and_its_helper_works_out_the_s
         assert on_the_node["spec"]["local"] == volume["spec"]["local"]
         work = driving.node_volume("scratch", backend, on_the_node)
         assert work is not None and work.root == "/srv/scratch"
+
+
+def test_a_released_node_volume_is_wiped_by_its_node_unless_the_node_is_gone() -> None:
+    backend = model(SCRATCH)
+    nodes = [mounted_node("n1", "scratch")]
+    volume = driving.volume_for_claim(
+        "scratch", backend, scratch_claim(backend), volumes=(), nodes=nodes
+    )
+    plan = driving.release_volume("scratch", backend, volume)
+    assert driving.helper_release_request(plan, backend, nodes) == {"stowage.io/release": "Delete"}
+    # The node was deleted: nothing of the volume is left to wipe, the PV just goes.
+    assert driving.helper_release_request(plan, backend, [mounted_node("n2", "scratch")]) is None

@@ -132,12 +132,19 @@ def _helper_nodes(name: str, nodes: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
 
 
-def helper_release_request(plan: ReleasePlan, model: StorageBackend) -> dict[str, str] | None:
+def helper_release_request(
+    plan: ReleasePlan, model: StorageBackend, nodes: Sequence[Mapping[str, Any]]
+) -> dict[str, str] | None:
     """The PV annotations that ask the backend's helpers to delete or archive the volume's
-    directory; None when no host-side work is due (Retain, or a type without helpers)."""
+    directory; None when no host-side work is due (Retain, a type without helpers, or a
+    node-pinned volume whose node is gone, and its data with it)."""
     if not has_helpers(model):
         return None
     if plan.action is OnDelete.RETAIN or not plan.location.path:
+        return None
+    if driver_for(model.spec.storage_type).prepared_on_node and plan.location.node not in {
+        node["metadata"]["name"] for node in nodes
+    }:
         return None
     request = {RELEASE_ANNOTATION: plan.action.value}
     if plan.archive_name:

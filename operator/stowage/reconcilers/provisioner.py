@@ -51,7 +51,7 @@ from stowage.reconcilers.claims import (
     waits_for_consumer,
 )
 from stowage.reconcilers.context import Runtime
-from stowage.reconcilers.indexes import Caches, Index
+from stowage.reconcilers.indexes import Caches
 from stowage.reconcilers.retry import Retry
 from stowage.status import is_ready
 
@@ -347,7 +347,7 @@ class Provisioner:
             message=message,
         )
 
-    async def on_volume(self, volume: Mapping[str, Any], deleted: bool, backends: Index) -> None:
+    async def on_volume(self, volume: Mapping[str, Any], deleted: bool, caches: Caches) -> None:
         metadata = volume["metadata"]
         key = f"volume/{metadata['name']}/{metadata['uid']}"
         spec = volume.get("spec") or {}
@@ -358,20 +358,20 @@ class Provisioner:
         snapshot = copy.deepcopy(dict(volume))
 
         async def attempt() -> Retry | None:
-            return await self.reclaim(snapshot, backends)
+            return await self.reclaim(snapshot, caches)
 
         await self._runtime.retrier.run_now(key, attempt)
 
-    async def reclaim(self, volume: Json, backends: Index) -> Retry | None:
+    async def reclaim(self, volume: Json, caches: Caches) -> Retry | None:
         """Releases the data of a Released volume (reclaim policy Delete), then deletes it."""
         metadata = volume["metadata"]
         annotations = metadata.get("annotations") or {}
         backend_name = (metadata.get("labels") or {}).get(BACKEND_LABEL, "")
-        backend = indexes.one(backends, backend_name)
+        backend = indexes.one(caches.backends, backend_name)
         model = parse_backend(backend) if backend is not None else None
         if model is not None and not isinstance(model, str):
             release = driving.release_volume(backend_name, model, volume)
-            request = driving.helper_release_request(release, model)
+            request = driving.helper_release_request(release, model, indexes.values(caches.nodes))
             if request is not None and not annotations.get(RELEASED_BY_ANNOTATION):
                 return await self._hand_release_to_helpers(volume, request)
             logger.info(
@@ -454,5 +454,5 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     async def volume_event(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
         with metrics.reconciling(PERSISTENT_VOLUMES.plural):
             await provisioner.on_volume(
-                body, deleted=event.get("type") == "DELETED", backends=Caches.of(kwargs).backends
+                body, deleted=event.get("type") == "DELETED", caches=Caches.of(kwargs)
             )
