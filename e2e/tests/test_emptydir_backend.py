@@ -33,8 +33,8 @@ pytestmark = pytest.mark.e2e
 
 MEMORY = {"emptyDir": {"medium": "Memory"}}
 
-# OVERFILL, then a file that must still be there after a helper restart.
-FILL_AND_KEEP = OVERFILL + "echo kept > /data/kept.txt\n"
+# A file that must still be there after a helper restart, then OVERFILL.
+FILL_AND_KEEP = "echo kept > /data/kept.txt\n" + OVERFILL
 
 
 def volume_path(kube: Kube, namespace: str, claim: str = "data") -> Path:

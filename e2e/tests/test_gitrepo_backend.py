@@ -8,6 +8,7 @@ brings it up to date every syncPeriod; pods read the files and cannot write them
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -82,16 +83,22 @@ def git_server(cluster: object, tmp_path: Path) -> Iterator[GitServer]:
                 str(tmp_path),
             ]
         )
-        deadline = time.monotonic() + 20
-        while host.run(
-            ["sh", "-c", f"exec 3<>/dev/tcp/{host.ip}/{GIT_PORT}"], check=False
-        ).returncode:
-            assert time.monotonic() < deadline, "git daemon did not listen"
-            time.sleep(0.5)
+        wait_until_listening(host.ip, GIT_PORT)
         yield GitServer(host, tmp_path, process)
         process.terminate()
     finally:
         hosts.remove_host(host)
+
+
+def wait_until_listening(address: str, port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((address, port), timeout=1):
+                return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on {address}:{port}"
+            time.sleep(0.5)
 
 
 # Reads the checkout, tries to write into it, then waits for the upstream change.

@@ -159,17 +159,17 @@ def test_a_memory_volume_is_a_tmpfs_of_the_claims_size_with_its_mode_and_owner()
 
 
 def test_a_disk_volume_is_made_once_and_wiped_on_release(tmp_path: Path) -> None:
-    volume = NodeVolume(str(tmp_path), str(tmp_path / "base" / "claim"))
+    volume = NodeVolume(str(tmp_path / "root"), str(tmp_path / "root" / "base" / "claim"))
 
     def no_checkout(checkout: GitCheckout) -> None:
         raise AssertionError("a directory volume has no checkout")
 
     node_volumes.make(volume, NewDirectory(0o770), no_checkout, mount_timeout=5)
-    made = tmp_path / "base" / "claim"
+    made = tmp_path / "root" / "base" / "claim"
     assert stat.S_IMODE(made.stat().st_mode) == 0o770
     (made / "file").write_text("scratch")
     node_volumes.make(volume, NewDirectory(0o700), no_checkout, mount_timeout=5)
     assert (made / "file").exists() and stat.S_IMODE(made.stat().st_mode) == 0o770
     assert node_volumes.remove(volume)
-    assert not made.exists() and (tmp_path / "base").is_dir()
+    assert not made.exists() and (tmp_path / "root" / "base").is_dir()
     assert not node_volumes.remove(volume)

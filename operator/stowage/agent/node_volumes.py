@@ -9,6 +9,7 @@ them alone.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from stowage.agent import mounting
@@ -17,6 +18,7 @@ from stowage.drivers.base import GitCheckout, NodeVolume
 
 # Checkouts are the helper's: readable by every pod user, writable by none.
 CHECKOUT_MODE = 0o755
+ROOT_MODE = 0o755
 
 
 class NodeVolumeError(Exception):
@@ -51,6 +53,9 @@ def make(
 ) -> None:
     """Makes what is missing of the volume: its directory, then its tmpfs or its checkout
     (fetched by `sync_checkout`) bound read-only. A volume mounted already is left as it is."""
+    # The root is the backend's own (below /var/lib/stowage, or the admin's emptyDir.basePath):
+    # made as it is, unlike the directories below it.
+    os.makedirs(volume.root, mode=ROOT_MODE, exist_ok=True)
     make_directory_below(volume.root, volume.path, new)
     if mounting.is_mount_point(volume.path):
         return
