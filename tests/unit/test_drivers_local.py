@@ -277,6 +277,7 @@ def test_git_repo_checkout_is_read_only_many_on_one_node() -> None:
     )
     assert volume["spec"]["local"] == {"path": f"/var/lib/stowage/volumes/config/{DIRECTORY}"}
     assert volume["metadata"]["annotations"]["stowage.io/read-only"] == "true"
+    assert volume["spec"]["mountOptions"] == ["ro"]  # the kubelet's bind mount is read-only
     with pytest.raises(Unprovisionable, match="request ReadOnlyMany"):
         built_volume(ref, claim(selected_node="n1"), ProvisionContext())
 

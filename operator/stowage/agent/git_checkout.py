@@ -1,8 +1,8 @@
 """A gitRepo volume's checkout: fetched at the backend's revision, brought up to date on its period.
 
 The working tree lives in a directory of its own (`GitCheckout.path`); the helper binds it
-read-only onto the volume's path (stowage.agent.node_volumes), so pods read it, cannot write
-it, and see an update as soon as it is checked out.
+onto the volume's path (stowage.agent.node_volumes), which pods mount read-only, and they see
+an update as soon as it is checked out.
 
 Credentials never reach a command line, a log line, an Event or the checkout's configuration:
 a username and password are answered by an askpass script that reads them from files of a

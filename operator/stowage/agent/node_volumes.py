@@ -1,5 +1,9 @@
 """Volumes the helper makes on its own node (emptyDir, gitRepo): a directory, a tmpfs of the
-claim's size on it, or a checkout bound read-only onto it; and their removal on release.
+claim's size on it, or a checkout bound onto it; and their removal on release.
+
+A checkout is bound as it is: a read-only remount here would stay the helper's own (mount
+flags do not propagate to the node's copy). Pods get it read-only from the PV's mount option
+`ro`, which the kubelet applies to its bind mount (stowage.drivers.local).
 
 The tmpfs and bind mounts are made below /var/lib/stowage, which the helper has mounted
 Bidirectional: they are the node's mounts, so the kubelet sees them, and they outlive the
@@ -35,10 +39,6 @@ def tmpfs_command(volume: NodeVolume, new: NewDirectory) -> list[str]:
     return ["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", volume.path]
 
 
-def read_only_bind_commands(source: str, target: str) -> list[list[str]]:
-    return [["mount", "--bind", source, target], ["mount", "-o", "remount,bind,ro", target]]
-
-
 def _mount(command: list[str], what: str, timeout: float) -> None:
     outcome = mounting.run_mount(command, timeout)
     if outcome != "mounted":
@@ -52,7 +52,7 @@ def make(
     mount_timeout: float,
 ) -> None:
     """Makes what is missing of the volume: its directory, then its tmpfs or its checkout
-    (fetched by `sync_checkout`) bound read-only. A volume mounted already is left as it is."""
+    (fetched by `sync_checkout`) bound onto it. A volume mounted already is left as it is."""
     # The root is the backend's own (below /var/lib/stowage, or the admin's emptyDir.basePath):
     # made as it is, unlike the directories below it.
     os.makedirs(volume.root, mode=ROOT_MODE, exist_ok=True)
@@ -64,13 +64,8 @@ def make(
     if volume.checkout is not None:
         make_directory_below(volume.root, volume.checkout.path, NewDirectory(CHECKOUT_MODE))
         sync_checkout(volume.checkout)
-        first, read_only = read_only_bind_commands(volume.checkout.path, volume.path)
-        _mount(first, f"binding the checkout onto {volume.path}", mount_timeout)
-        try:
-            _mount(read_only, f"making {volume.path} read-only", mount_timeout)
-        except NodeVolumeError:
-            mounting.unmount(volume.path)  # never leave a writable checkout behind
-            raise
+        bind = ["mount", "--bind", volume.checkout.path, volume.path]
+        _mount(bind, f"binding the checkout onto {volume.path}", mount_timeout)
 
 
 def remove(volume: NodeVolume) -> bool:

@@ -1,8 +1,9 @@
 """gitRepo: a checkout of a Git repository per claim, cloned and kept in sync by the helper.
 
-The checkout follows the repository, so it is offered read-only (ReadOnlyMany): the helper on
-the chosen node clones it into a directory of its own and binds that read-only onto the
-volume's path, and brings it up to date every syncPeriod. It lives on one node and is recloned
+The checkout follows the repository, so it is offered read-only (ReadOnlyMany, and the PV's
+mount option `ro`, which the kubelet applies to its bind mount): the helper on the chosen node
+fetches it into a directory of its own, binds that onto the volume's path, and brings it up to
+date every syncPeriod. It lives on one node and is recloned
 rather than kept on release.
 """
 

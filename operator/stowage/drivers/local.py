@@ -37,6 +37,7 @@ from stowage.drivers.mounts import backend_mount_point, failover_mount
 from stowage.drivers.naming import claim_directory, is_within, path_under
 from stowage.drivers.nodes import choose_node
 
+READ_ONLY_MOUNT = ("ro",)
 # Host directories a backend must never hand out subdirectories of.
 SYSTEM_DIRECTORIES = ("/", "/bin", "/boot", "/etc", "/lib", "/lib64", "/root", "/sbin", "/usr")
 SYSTEM_TREES = (
@@ -153,12 +154,16 @@ class NodePinnedDriver(LocalVolumeDriver[SpecT]):
         directory = claim_directory(claim.namespace, claim.name, claim.uid)
         capacity = self.capacity_for(backend, claim)
         node = choose_node(backend, claim, ctx, self.listed_nodes(backend), capacity)
+        location = self.locate(backend, claim, directory, node.name)
         return VolumePlan(
             capacity_bytes=capacity,
             access_modes=claim.access_modes,
             volume_mode=claim.volume_mode,
-            location=self.locate(backend, claim, directory, node.name),
+            location=location,
             node_requirements=(NodeRequirement(HOSTNAME_LABEL, (hostname_of(node),)),),
+            # The kubelet's bind mount of a local PV takes mount options: `ro` makes it
+            # read-only in every pod (a remount by the helper would not reach the node's copy).
+            mount_options=READ_ONLY_MOUNT if location.read_only else (),
         )
 
 
