@@ -7,98 +7,45 @@ brings it up to date every syncPeriod; pods read the files and cannot write them
 
 from __future__ import annotations
 
-import os
-import socket
+import base64
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from stowage.agent.mounting import mount_source
-from stowage_e2e import hosts, scenario
-from stowage_e2e.helpers import release_claim, wait_for_event, wait_for_label
-from stowage_e2e.hosts import TestHost
+from stowage_e2e import scenario
+from stowage_e2e.fixtures import TestHostFactory
+from stowage_e2e.git_servers import HTTP_USER, GitServer
+from stowage_e2e.helpers import (
+    HELPERS_NAMESPACE,
+    helper_pods,
+    release_claim,
+    wait_for_event,
+    wait_for_label,
+)
 from stowage_e2e.install import Images
 from stowage_e2e.kube import Kube
 
 pytestmark = pytest.mark.e2e
 
-GIT_PORT = 9418
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "e2e",
-    "GIT_AUTHOR_EMAIL": "e2e@example.com",
-    "GIT_COMMITTER_NAME": "e2e",
-    "GIT_COMMITTER_EMAIL": "e2e@example.com",
-}
 SYNC_PERIOD = 10  # seconds, the least a backend may set
 
 
-@dataclass
-class GitServer:
-    """`git daemon` serving the bare repositories of `root` from a test host."""
-
-    host: TestHost
-    root: Path
-    process: subprocess.Popen[bytes]
-
-    def url(self, repository: str) -> str:
-        return f"git://{self.host.ip}/{repository}"
-
-    def create(self, repository: str) -> Path:
-        """A new bare repository (branch main) and a working copy that commits into it."""
-        bare = self.root / repository
-        work = self.root / f"{repository}-author"
-        git("init", "--quiet", "--bare", "-b", "main", str(bare))
-        git("clone", "--quiet", str(bare), str(work))
-        git("-C", str(work), "checkout", "--quiet", "-b", "main")
-        return work
-
-    def commit(self, work: Path, name: str, text: str) -> None:
-        (work / name).write_text(text)
-        git("-C", str(work), "add", name)
-        git("-C", str(work), "commit", "--quiet", "-m", f"{name}: {text.strip()}")
-        git("-C", str(work), "push", "--quiet", "origin", "main")
-
-
-def git(*arguments: str) -> None:
-    subprocess.run(["git", *arguments], check=True, env={**os.environ, **IDENTITY})
-
-
 @pytest.fixture
-def git_server(cluster: object, tmp_path: Path) -> Iterator[GitServer]:
-    host = hosts.create_host()
-    try:
-        process = host.popen(
-            [
-                "git",
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                f"--base-path={tmp_path}",
-                f"--listen={host.ip}",
-                f"--port={GIT_PORT}",
-                str(tmp_path),
-            ]
-        )
-        wait_until_listening(host.ip, GIT_PORT)
-        yield GitServer(host, tmp_path, process)
-        process.terminate()
-    finally:
-        hosts.remove_host(host)
-
-
-def wait_until_listening(address: str, port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((address, port), timeout=1):
-                return
-        except OSError:
-            assert time.monotonic() < deadline, f"nothing listens on {address}:{port}"
-            time.sleep(0.5)
+def git_server(
+    test_hosts: TestHostFactory, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[GitServer]:
+    """`git daemon` on a test host; with a `password` fixture, git over HTTP instead, for
+    user `robot` with that password only."""
+    password = request.getfixturevalue("password") if "password" in request.fixturenames else None
+    server = GitServer.start(test_hosts.one(), tmp_path / "repositories", password=password)
+    yield server
+    server.stop()
 
 
 # Reads the checkout, tries to write into it, then waits for the upstream change.
@@ -187,3 +134,76 @@ def test_a_wrong_repository_leaves_the_claim_pending_with_a_clear_event(
     claim = kube.get("persistentvolumeclaim", "data", namespace)
     assert claim["status"]["phase"] == "Pending"
     kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
+
+
+@pytest.fixture
+def password() -> str:
+    return f"pw-{uuid.uuid4().hex}"
+
+
+def credentials_secret(name: str, password: str) -> dict[str, Any]:
+    data = {"username": HTTP_USER, "password": password}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
+    }
+
+
+def test_credentials_from_a_secret_reach_git_and_nowhere_else(
+    kube: Kube,
+    namespace: str,
+    git_server: GitServer,
+    password: str,
+    backend_factory: Callable[..., str],
+    stowage_images: Images,
+) -> None:
+    work = git_server.create("private.git")
+    git_server.commit(work, "secret-plan.txt", "behind a password\n")
+    url = git_server.url("private.git")
+    anonymous = subprocess.run(
+        ["git", "ls-remote", url],
+        capture_output=True,
+        text=True,
+        env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert anonymous.returncode != 0, "the server serves without credentials"
+    kube.apply(credentials_secret("git-credentials", password), namespace)
+    spec = {
+        "gitRepo": {
+            "repository": url,
+            "credentialsSecretRef": {"name": "git-credentials", "namespace": namespace},
+        }
+    }
+    name = backend_factory("private", spec)
+    scenario.wait_ready(kube, name)
+    wait_for_label(kube, name, "ready")
+    kube.apply(scenario.claim("data", name, "10Mi", "ReadOnlyMany"), namespace)
+    reader = scenario.script_pod("writer", "data", stowage_images.operator, "cat /data/*.txt")
+    kube.apply(reader, namespace)
+    finished = kube.wait_for_pod_phase("writer", namespace, timeout=180)
+    assert finished["status"]["phase"] == "Succeeded", finished["status"]
+    assert kube.logs("writer", namespace).strip() == "behind a password"
+
+    volume = scenario.bound_volume(kube, "data", namespace)
+    checkout = Path(volume["spec"]["local"]["path"])
+    places = {
+        "the checkout's git config": (checkout / ".git" / "config").read_text(),
+        "the backend": kube.text("get", "storagebackend", name, "--output", "json"),
+        "the claim": kube.text("get", "pvc", "data", "-n", namespace, "--output", "json"),
+        "the volume": kube.text("get", "pv", volume["metadata"]["name"], "--output", "json"),
+        "the Events": kube.text("get", "events", "--all-namespaces", "--output", "json"),
+        "the operator's log": kube.text(
+            "logs", "deployment/stowage-operator", "--namespace", HELPERS_NAMESPACE
+        ),
+        "the helper's log": "".join(
+            kube.text("logs", pod, "--namespace", HELPERS_NAMESPACE)
+            for pod in helper_pods(kube, name)
+        ),
+    }
+    assert url in places["the checkout's git config"]
+    leaked = [place for place, text in places.items() if password in text]
+    assert not leaked, f"the password is in {', '.join(leaked)}"
+    release_claim(kube, namespace)

@@ -1,12 +1,17 @@
 """The helper's volumes of one node: git checkouts against a real repository (a bare one on
-disk, reached through file://), their credentials, tmpfs options, directories made and wiped."""
+disk, reached through file:// or through git's smart HTTP behind Basic auth on this machine),
+their credentials, tmpfs options, directories made and wiped."""
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import stat
 import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,6 +19,7 @@ import pytest
 from stowage.agent import git_checkout, node_volumes
 from stowage.agent.claim_data import NewDirectory
 from stowage.drivers.base import GitCheckout, NodeVolume
+from stowage_e2e import git_servers
 
 pytestmark = pytest.mark.unit
 
@@ -132,6 +138,41 @@ def test_http_credentials_reach_git_only_through_private_files() -> None:
         assert answers == ["robot", "pa55-w0rd"]
         assert not any(b"pa55" in value.encode() for value in environment.values())
     assert not home.exists()  # removed with everything in it after the sync
+
+
+@pytest.fixture
+def http_upstream(upstream: Upstream) -> Iterator[str]:
+    """The upstream repository over git's smart HTTP on this machine, for robot:pa55-w0rd."""
+    git_servers.BasicAuthGit.root = str(upstream.bare.parent)
+    token = base64.b64encode(b"robot:pa55-w0rd").decode()
+    git_servers.BasicAuthGit.expected = f"Basic {token}"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), git_servers.BasicAuthGit)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{upstream.bare.name}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_password_protected_repository_is_fetched_with_the_secrets_credentials(
+    upstream: Upstream, http_upstream: str, tmp_path: Path
+) -> None:
+    commit = upstream.commit("plan.txt", "private\n")
+    checkout = checkout_of(http_upstream, tmp_path / "private")
+    with pytest.raises(git_checkout.GitError, match="could not read Username"):
+        sync(checkout)
+    wrong = {"username": b"robot", "password": b"guess"}
+    with (
+        git_checkout.credentials(wrong, ssh=False) as environment,
+        pytest.raises(git_checkout.GitError, match="Authentication failed") as refused,
+    ):
+        git_checkout.sync(checkout, environment, timeout=60)
+    assert "guess" not in str(refused.value)
+    right = {"username": b"robot", "password": b"pa55-w0rd"}
+    with git_checkout.credentials(right, ssh=False) as environment:
+        assert git_checkout.sync(checkout, environment, timeout=60) == commit
+    assert (tmp_path / "private" / "plan.txt").read_text() == "private\n"
+    assert "pa55" not in (tmp_path / "private" / ".git" / "config").read_text()
 
 
 def test_an_ssh_key_is_a_private_file_named_by_the_ssh_command() -> None:

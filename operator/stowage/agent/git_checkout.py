@@ -126,6 +126,8 @@ def sync(checkout: GitCheckout, environment: Mapping[str, str], timeout: float) 
     if not os.path.isdir(os.path.join(path, ".git")):
         _checked(path, ["init", "--quiet"], environment, timeout)
         _checked(path, ["remote", "add", "origin", checkout.repository], environment, timeout)
+    else:  # the same URL unless the backend was recreated under the same name
+        _checked(path, ["remote", "set-url", "origin", checkout.repository], environment, timeout)
     fetched = _git(path, fetch_arguments(checkout, checkout.revision), environment, timeout)
     if fetched.returncode == 0:
         target = _checked(path, ["rev-parse", "FETCH_HEAD"], environment, timeout)
