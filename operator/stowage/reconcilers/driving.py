@@ -243,13 +243,13 @@ def node_volume(name: str, model: StorageBackend, volume: Mapping[str, Any]) -> 
     return driver.node_volume(_ref(name, model), ProvisionedVolume.from_manifest(volume))
 
 
-def pinned_node(name: str, claim: Mapping[str, Any]) -> str | None:
+def _pinned_node(name: str, claim: Mapping[str, Any]) -> str | None:
     """The node a node-pinned claim's volume goes to before any choice is made: the
     scheduler's (WaitForFirstConsumer), else the one whose helper was asked to make it."""
     metadata = claim.get("metadata") or {}
-    if (metadata.get("labels") or {}).get(PREPARE_LABEL) != name:
-        return selected_node(claim)
-    return selected_node(claim) or (metadata.get("annotations") or {}).get(PREPARE_ON_ANNOTATION)
+    being_prepared = (metadata.get("labels") or {}).get(PREPARE_LABEL) == name
+    asked = (metadata.get("annotations") or {}).get(PREPARE_ON_ANNOTATION)
+    return selected_node(claim) or (asked if being_prepared else None)
 
 
 def claim_request(claim: Mapping[str, Any], node: str | None = None) -> ClaimRequest:
@@ -285,7 +285,7 @@ def volume_for_claim(
     driver = driver_for(model.spec.storage_type)
     node = None
     if driver.prepared_on_node:
-        node = pinned_node(name, claim)
+        node = _pinned_node(name, claim)
         ready = set(_helper_nodes(name, nodes))
         if node is not None and node not in ready:
             raise HelperNotReady(
