@@ -20,12 +20,21 @@ from typing import Any
 import pytest
 
 from stowage.agent.mounting import fuse_client_pids, mount_source, server_of
-from stowage.drivers.base import BACKEND_LABEL, mount_label
 from stowage.drivers.placement import rendezvous_order
-from stowage.objects.helper_daemonset import helper_name
 from stowage_e2e import hosts, scenario
 from stowage_e2e.cluster import settings
 from stowage_e2e.gluster import GLUSTERD_PORT, GlusterCluster
+from stowage_e2e.helpers import (
+    OVERFILL,
+    backend_events,
+    events_about,
+    finished_log,
+    mount_label_of,
+    overfilled,
+    release_claim,
+    restart_helper,
+    wait_for_label,
+)
 from stowage_e2e.hosts import TestHost
 from stowage_e2e.install import Images
 from stowage_e2e.kube import Kube
@@ -33,7 +42,6 @@ from stowage_e2e.kube import Kube
 pytestmark = pytest.mark.e2e
 
 MOUNTS_DIR = Path("/var/lib/stowage/mounts")
-HELPERS_NAMESPACE = "stowage-system"
 
 
 @pytest.fixture(scope="module")
@@ -51,27 +59,6 @@ def gluster(cluster: object) -> Iterator[GlusterCluster]:
             hosts.remove_host(host)
 
 
-def label_value(node: dict[str, Any], backend: str) -> str | None:
-    labels: dict[str, str] = node["metadata"].get("labels") or {}
-    return labels.get(mount_label(backend))
-
-
-def mount_label_of(kube: Kube, backend: str) -> str | None:
-    return label_value(kube.get("node", settings().node_name), backend)
-
-
-def wait_for_label(kube: Kube, backend: str, value: str | None, timeout: float = 180) -> None:
-    """Waits until the node's mount label of `backend` is `value` (None: removed)."""
-    kube.wait_for(
-        "node",
-        settings().node_name,
-        None,
-        lambda node: label_value(node, backend) == value,
-        timeout=timeout,
-        what=f"{mount_label(backend)}={value}",
-    )
-
-
 def source_at(path: Path) -> str | None:
     return mount_source(str(path))
 
@@ -82,42 +69,11 @@ def claim_directory(kube: Kube, namespace: str, backend: str) -> Path:
     return Path(volume["spec"]["local"]["path"]).relative_to(MOUNTS_DIR / backend)
 
 
-def events_about(kube: Kube, namespace: str, name: str, reason: str) -> list[dict[str, Any]]:
-    events = kube.json(
-        "--namespace",
-        namespace,
-        "get",
-        "events",
-        "--field-selector",
-        f"involvedObject.name={name},reason={reason}",
-        "--output",
-        "json",
-    )
-    return list(events["items"])
-
-
-def backend_events(kube: Kube, backend: str, reason: str) -> list[dict[str, Any]]:
-    return events_about(kube, "default", backend, reason)
-
-
-def release_claim(kube: Kube, namespace: str) -> None:
-    """Deletes the writer pod and the claim `data`; waits until its volume is gone (which the
-    operator does once a helper has released the volume's directory)."""
-    volume = scenario.bound_volume(kube, "data", namespace)["metadata"]["name"]
-    kube.delete("pod", "writer", namespace, wait=True)
-    kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
-    kube.text("wait", "--for=delete", f"persistentvolume/{volume}", "--timeout=90s")
-
-
 @pytest.fixture
-def new_backend(
-    kube: Kube, gluster: GlusterCluster, stowage_installed: Images
-) -> Iterator[Callable[..., str]]:
+def new_backend(backend_factory: Callable[..., str], gluster: GlusterCluster) -> Callable[..., str]:
     """Creates StorageBackends of the Gluster pool (each with its own helper and mount)."""
-    created: list[str] = []
 
     def create(volume: str | None = None, **more: Any) -> str:
-        name = f"gluster-{uuid.uuid4().hex[:6]}"
         spec: dict[str, Any] = {
             "glusterfs": {
                 "hosts": [host.ip for host in gluster.hosts],
@@ -125,13 +81,9 @@ def new_backend(
             },
             **more,
         }
-        kube.apply(scenario.storage_backend(name, spec))
-        created.append(name)
-        return name
+        return backend_factory("gluster", spec)
 
-    yield create
-    for name in created:
-        kube.delete("storagebackend", name, wait=True)
+    return create
 
 
 @pytest.fixture
@@ -290,17 +242,7 @@ def test_a_helper_restart_leaves_the_mount_and_the_workload_alone(
     kube.apply(scenario.script_pod("io", "data", stowage_images.operator, CHECKED_IO), namespace)
     kube.wait_for_pod_phase("io", namespace, phases=("Running",), timeout=180)
 
-    (helper,) = helper_pods(kube, name)
-    kube.delete("pod", helper, HELPERS_NAMESPACE, wait=True)
-    kube.wait_for(
-        "daemonset",
-        helper_name(name),
-        HELPERS_NAMESPACE,
-        lambda daemonset: daemonset.get("status", {}).get("numberReady") == 1,
-        timeout=120,
-        what="a new helper pod ready",
-    )
-    assert helper_pods(kube, name) != [helper]
+    restart_helper(kube, name)
 
     finished = kube.wait_for_pod_phase("io", namespace, timeout=120)
     log = kube.logs("io", namespace)
@@ -310,24 +252,6 @@ def test_a_helper_restart_leaves_the_mount_and_the_workload_alone(
     assert not backend_events(kube, name, "MountNotDetached")
     kube.delete("pod", "io", namespace, wait=True)
     kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
-
-
-def helper_pods(kube: Kube, backend: str) -> list[str]:
-    pods = kube.json(
-        "--namespace",
-        HELPERS_NAMESPACE,
-        "get",
-        "pods",
-        "--selector",
-        f"{BACKEND_LABEL}={backend}",
-        "--output",
-        "json",
-    )
-    return [
-        pod["metadata"]["name"]
-        for pod in pods["items"]
-        if "deletionTimestamp" not in pod["metadata"]
-    ]
 
 
 @pytest.mark.parametrize("on_delete", ["Delete", "Retain", "Archive"])
@@ -410,14 +334,6 @@ def md5_of(path: Path) -> str:
 # Claims provisioned before any pod uses them (the default waits for the first consumer).
 IMMEDIATE: dict[str, Any] = {"storageClass": {"volumeBindingMode": "Immediate"}}
 
-# As the claim's owner: how big the volume looks, then 20 MiB into a 10 MiB claim.
-OVERFILL = """
-df -k /data | tail -1 | awk '{print "size_kib=" $2}'
-if dd if=/dev/zero of=/data/big bs=1M count=20 2>/tmp/dd.err; then echo "wrote 20 MiB"; fi
-cat /tmp/dd.err
-echo "written=$(stat -c %s /data/big)"
-"""
-
 
 def test_a_claim_gets_its_own_directory_first_and_cannot_write_beyond_its_size(
     kube: Kube,
@@ -442,13 +358,10 @@ def test_a_claim_gets_its_own_directory_first_and_cannot_write_beyond_its_size(
     pod = scenario.script_pod("overfill", "data", stowage_images.operator, OVERFILL)
     pod["spec"]["securityContext"] = {"runAsUser": 1000, "runAsGroup": 2000}
     kube.apply(pod, namespace)
-    finished = kube.wait_for_pod_phase("overfill", namespace, timeout=180)
-    log = kube.logs("overfill", namespace)
-    print(f"\n{log}")
-    assert finished["status"]["phase"] == "Succeeded", log
-    assert "size_kib=10240" in log  # df in the pod shows the claim's size
-    assert "wrote 20 MiB" not in log and "Disk quota exceeded" in log
-    written = int(log.split("written=")[1].split()[0])
+    log = finished_log(kube, namespace, "overfill")
+    size_kib, written, all_written = overfilled(log)
+    assert size_kib == 10240  # df in the pod shows the claim's size
+    assert not all_written and "Disk quota exceeded" in log
     assert written < 16 * 2**20, f"{written} bytes got into a 10 MiB claim"
     kube.delete("pod", "overfill", namespace, wait=True)
     kube.delete("persistentvolumeclaim", "data", namespace, wait=True)

@@ -522,6 +522,20 @@ def test_mutable_settings_can_change(resources: CustomResources, stored_backend:
     resources.patch(stored_backend, change)
 
 
+def test_an_empty_dir_backend_keeps_its_medium_and_base_path(resources: CustomResources) -> None:
+    manifest = backend({"emptyDir": {}}, name=f"immutable-{uuid.uuid4().hex[:8]}")
+    resources.create(manifest, dry_run=False)
+    try:
+        to_memory = {"spec": {"emptyDir": {"medium": "Memory"}}}
+        message = resources.rejection(lambda: resources.patch(manifest, to_memory))
+        assert "emptyDir.medium is immutable" in message, message
+        elsewhere = {"spec": {"emptyDir": {"basePath": "/srv/scratch"}}}
+        message = resources.rejection(lambda: resources.patch(manifest, elsewhere))
+        assert "emptyDir.basePath is immutable" in message, message
+    finally:
+        resources.delete(manifest)
+
+
 def test_a_share_cannot_move_to_another_backend(resources: CustomResources) -> None:
     manifest = example("nasshare.yaml")
     manifest["spec"]["backend"] = "no-such-backend"  # nothing for an operator to serve

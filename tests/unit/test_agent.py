@@ -299,8 +299,9 @@ def test_the_directory_is_asked_of_a_mounted_node_and_then_of_the_next() -> None
         mounted_node("n4", "other"),
     ]
     order = rendezvous_order("pvc-1", ["n1", "n3"])
+    volume = {"metadata": {"name": "pvc-1"}}
     asked = [
-        driving.helper_prepare_request("gluster", model(GLUSTER), "pvc-1", nodes, attempt)
+        driving.helper_prepare_request("gluster", model(GLUSTER), volume, nodes, attempt)
         for attempt in range(3)
     ]
     assert [request and request["stowage.io/prepare-on"] for request in asked] == [
@@ -309,9 +310,9 @@ def test_the_directory_is_asked_of_a_mounted_node_and_then_of_the_next() -> None
         order[0],
     ]
     with pytest.raises(driving.Unprovisionable, match=r"mount\.stowage\.io/gluster=ready"):
-        driving.helper_prepare_request("gluster", model(GLUSTER), "pvc-1", nodes[1:2], 0)
+        driving.helper_prepare_request("gluster", model(GLUSTER), volume, nodes[1:2], 0)
     hostpath = {"hostPath": {"path": "/srv/stowage"}}
-    assert driving.helper_prepare_request("h", model(hostpath), "pvc-1", nodes, 0) is None
+    assert driving.helper_prepare_request("h", model(hostpath), volume, nodes, 0) is None
 
 
 def claim(storage_class: str, name: str = "data") -> dict[str, Any]:
@@ -359,3 +360,90 @@ def test_the_server_order_covers_the_nodes_the_backend_mounts_on() -> None:
     )
     one_host = {"glusterfs": {"hosts": ["g1"], "volume": "gv0"}}
     assert driving.mount_order("gluster", model(one_host), HELPERS, nodes) is None
+
+
+# --- volumes the helper makes on the chosen node (emptyDir, gitRepo) ------------
+
+SCRATCH = {"emptyDir": {"basePath": "/srv/scratch"}}
+
+
+def scratch_claim(backend: StorageBackend, **annotations: str) -> dict[str, Any]:
+    made = claim(driving.storage_class("scratch", backend)["metadata"]["name"])
+    made["spec"]["accessModes"] = ["ReadWriteOnce"]
+    made["metadata"]["annotations"] = annotations
+    if "stowage.io/prepare-on" in annotations:
+        made["metadata"]["labels"] = {"stowage.io/prepare": "scratch"}
+    return made
+
+
+def test_emptydir_and_gitrepo_backends_get_a_helper_with_the_node_directories_it_needs() -> None:
+    git = {"gitRepo": {"repository": "git://10.0.0.5/site.git"}}
+    assert driving.helper("config", model(git), HELPERS) is not None
+    daemonset = driving.helper("scratch", model(SCRATCH), HELPERS)
+    assert daemonset is not None
+    pod = daemonset["spec"]["template"]["spec"]
+    assert {"name": "host-directory-0", "mountPath": "/srv/scratch"} in pod["containers"][0][
+        "volumeMounts"
+    ]
+    assert {
+        "name": "host-directory-0",
+        "hostPath": {"path": "/srv/scratch", "type": "DirectoryOrCreate"},
+    } in pod["volumes"]
+
+
+def test_a_node_pinned_volume_is_made_by_the_helper_of_its_node_and_only_that_one() -> None:
+    backend = model(SCRATCH)
+    nodes = [mounted_node("n1", "scratch"), mounted_node("n2", "scratch")]
+    volume = driving.volume_for_claim(
+        "scratch", backend, scratch_claim(backend), volumes=(), nodes=nodes
+    )
+    planned = volume["metadata"]["annotations"]["stowage.io/node"]
+    for attempt in range(3):  # no other node can make it
+        request = driving.helper_prepare_request("scratch", backend, volume, nodes, attempt)
+        assert request == {"stowage.io/prepare-on": planned}
+    other = "n2" if planned == "n1" else "n1"
+    made_elsewhere = scratch_claim(backend, **{"stowage.io/prepared-by": other})
+    assert not driving.is_prepared(backend, made_elsewhere, volume)
+    made_there = scratch_claim(backend, **{"stowage.io/prepared-by": planned})
+    assert driving.is_prepared(backend, made_there, volume)
+
+
+def test_node_pinned_volumes_go_only_where_the_helper_is_ready() -> None:
+    backend = model(SCRATCH)
+    nodes = [mounted_node("n1", "scratch", "failed"), mounted_node("n2", "scratch")]
+    volume = driving.volume_for_claim(
+        "scratch", backend, scratch_claim(backend), volumes=(), nodes=nodes
+    )
+    assert volume["metadata"]["annotations"]["stowage.io/node"] == "n2"
+    chosen_by_scheduler = scratch_claim(backend, **{"volume.kubernetes.io/selected-node": "n1"})
+    with pytest.raises(driving.HelperNotReady, match="not ready on node n1"):
+        driving.volume_for_claim("scratch", backend, chosen_by_scheduler, volumes=(), nodes=nodes)
+    with pytest.raises(driving.HelperNotReady, match="no node runs a ready mount helper"):
+        driving.volume_for_claim(
+            "scratch", backend, scratch_claim(backend), volumes=(), nodes=nodes[:1]
+        )
+
+
+def test_a_node_asked_to_make_the_volume_keeps_it_and_its_helper_works_out_the_same() -> None:
+    backend = model(SCRATCH)
+    nodes = [mounted_node(f"n{index}", "scratch") for index in range(1, 6)]
+    for asked in ("n1", "n4"):
+        claimed = scratch_claim(backend, **{"stowage.io/prepare-on": asked})
+        volume = driving.volume_for_claim("scratch", backend, claimed, volumes=(), nodes=nodes)
+        assert volume["metadata"]["annotations"]["stowage.io/node"] == asked
+        on_the_node = driving.claim_volume("scratch", backend, claimed, asked)
+        assert on_the_node["spec"]["local"] == volume["spec"]["local"]
+        work = driving.node_volume("scratch", backend, on_the_node)
+        assert work is not None and work.root == "/srv/scratch"
+
+
+def test_a_released_node_volume_is_wiped_by_its_node_unless_the_node_is_gone() -> None:
+    backend = model(SCRATCH)
+    nodes = [mounted_node("n1", "scratch")]
+    volume = driving.volume_for_claim(
+        "scratch", backend, scratch_claim(backend), volumes=(), nodes=nodes
+    )
+    plan = driving.release_volume("scratch", backend, volume)
+    assert driving.helper_release_request(plan, backend, nodes) == {"stowage.io/release": "Delete"}
+    # The node was deleted: nothing of the volume is left to wipe, the PV just goes.
+    assert driving.helper_release_request(plan, backend, [mounted_node("n2", "scratch")]) is None

@@ -15,6 +15,7 @@ from stowage.drivers.base import (
     CandidateNode,
     ClaimRequest,
     DataLocation,
+    NodeRequirement,
     ProvisionContext,
     ProvisionedVolume,
     Unprovisionable,
@@ -248,7 +249,7 @@ def test_empty_dir_is_always_deleted_on_release() -> None:
     ref = backend("scratch", {"emptyDir": {"medium": "Memory"}})
     driver = driver_for(ref.spec.storage_type)
     volume = built_volume(ref, claim(selected_node="node-a"), ProvisionContext())
-    assert volume["spec"]["local"] == {"path": f"/var/lib/stowage/empty-dir/{DIRECTORY}"}
+    assert volume["spec"]["local"] == {"path": f"/var/lib/stowage/volumes/scratch/{DIRECTORY}"}
     released = driver.release(ref, ProvisionedVolume.from_manifest(volume))
     assert released.action is OnDelete.DELETE
     retained = backend("scratch", {"emptyDir": {}, "provisioning": {"onDelete": "Retain"}})
@@ -276,6 +277,7 @@ def test_git_repo_checkout_is_read_only_many_on_one_node() -> None:
     )
     assert volume["spec"]["local"] == {"path": f"/var/lib/stowage/volumes/config/{DIRECTORY}"}
     assert volume["metadata"]["annotations"]["stowage.io/read-only"] == "true"
+    assert volume["spec"]["mountOptions"] == ["ro"]  # the kubelet's bind mount is read-only
     with pytest.raises(Unprovisionable, match="request ReadOnlyMany"):
         built_volume(ref, claim(selected_node="n1"), ProvisionContext())
 
@@ -371,3 +373,80 @@ def test_rbd_image_per_claim_pinned_to_a_node_filesystem_only() -> None:
         "userID",
         "userKey",
     )
+
+
+# --- volumes the helper makes on the chosen node (emptyDir, gitRepo) ------------
+
+
+def ready_node(name: str, backend_name: str) -> Any:
+    return node(name, **{f"mount.stowage.io/{backend_name}": "ready"})
+
+
+def test_empty_dir_claims_are_directories_of_the_base_path_or_tmpfs_of_the_claims_size() -> None:
+    on_disk = backend("scratch", {"emptyDir": {"basePath": "/srv/scratch"}})
+    in_memory = backend("scratch", {"emptyDir": {"medium": "Memory"}})
+    ctx = ProvisionContext(nodes=(ready_node("node-a", "scratch"),))
+    for ref, path, tmpfs in [
+        (on_disk, f"/srv/scratch/{DIRECTORY}", None),
+        (in_memory, f"/var/lib/stowage/volumes/scratch/{DIRECTORY}", 64 * 2**20),
+    ]:
+        driver = driver_for(ref.spec.storage_type)
+        volume = built_volume(ref, claim(size=64 * 2**20), ctx)
+        assert volume["spec"]["local"] == {"path": path}
+        work = driver.node_volume(ref, ProvisionedVolume.from_manifest(volume))
+        assert work is not None
+        assert (work.path, work.tmpfs_bytes, work.checkout) == (path, tmpfs, None)
+        assert path.startswith(work.root + "/")
+    # The helper needs the disk base path from the node; a tmpfs is made below its own root.
+    assert driver_for(on_disk.spec.storage_type).host_directories(on_disk) == ("/srv/scratch",)
+    assert driver_for(in_memory.spec.storage_type).host_directories(in_memory) == ()
+    default = backend("scratch", {"emptyDir": {}})
+    assert driver_for(default.spec.storage_type).host_directories(default) == ()
+
+
+def test_helper_made_volumes_are_only_scheduled_where_the_helper_runs() -> None:
+    for ref in (backend("scratch", {"emptyDir": {}}), backend("config", GIT)):
+        topology = driver_for(ref.spec.storage_type).storage_class(ref).allowed_topology
+        requirement = NodeRequirement(f"mount.stowage.io/{ref.name}", ("ready",))
+        assert requirement in topology
+    host_path = backend("local", HOST_PATH)  # the kubelet makes those directories itself
+    topology = driver_for(host_path.spec.storage_type).storage_class(host_path).allowed_topology
+    assert [requirement.key for requirement in topology] == ["kubernetes.io/hostname"]
+
+
+def test_git_repo_checkout_lives_beside_the_claims_and_follows_the_backends_revision() -> None:
+    spec = {
+        "gitRepo": {
+            "repository": "ssh://git@git.example.com/team/config.git",
+            "revision": "release-2",
+            "depth": 3,
+            "syncPeriod": "1m30s",
+            "credentialsSecretRef": SECRET,
+        }
+    }
+    ref = backend("config", spec)
+    volume = built_volume(
+        ref, claim(modes=("ReadOnlyMany",), selected_node="n1"), ProvisionContext()
+    )
+    work = driver_for(ref.spec.storage_type).node_volume(
+        ref, ProvisionedVolume.from_manifest(volume)
+    )
+    assert work is not None and work.checkout is not None
+    assert work.root == "/var/lib/stowage/volumes/config"
+    assert work.path == f"/var/lib/stowage/volumes/config/{DIRECTORY}"
+    assert work.checkout.path == f"/var/lib/stowage/volumes/config/.checkouts/{DIRECTORY}"
+    assert (work.checkout.revision, work.checkout.depth, work.checkout.sync_seconds) == (
+        "release-2",
+        3,
+        90.0,
+    )
+    assert work.checkout.ssh and work.checkout.credentials is not None
+    assert work.tmpfs_bytes is None
+
+
+def test_empty_dir_medium_and_base_path_cannot_change() -> None:
+    schema = StorageBackend.model_json_schema()
+    empty_dir = schema["$defs"]["EmptyDirSpec"]["properties"]
+    for field in ("medium", "basePath"):
+        rules = empty_dir[field]["x-kubernetes-validations"]
+        assert {"rule": "self == oldSelf", "message": f"emptyDir.{field} is immutable"} in rules

@@ -1,4 +1,5 @@
-"""`stowage agent`: keeps one backend mounted on this node and its claims' directories made.
+"""`stowage agent`: keeps one backend mounted on this node and its claims' directories made;
+or, for types whose volumes live on one node (emptyDir, gitRepo), makes those of this node.
 
 Every `interval` seconds: read the backend, make sure its mount is there and answers (else
 mount it again through the failover order), label the node `mount.stowage.io/<backend>` with
@@ -8,19 +9,27 @@ and delete or archive the directories of released volumes that the operator hand
 annotations). The FUSE clients are moved out of the container so that mounts outlive a helper
 restart; a restarted agent adopts the healthy mount it finds. When the backend is gone, or the
 agent is stopped while its backend is being deleted, it unmounts and removes the label.
+
+Node-pinned types have no backend mount: the agent labels the node `ready` as it runs, makes
+each volume the operator asks this node for (a directory, a tmpfs, a read-only checkout; see
+stowage.agent.node_volumes), makes again what a node restart took (tmpfs, bind mounts), brings
+checkouts up to date every syncPeriod, and wipes the volumes of this node that are released.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from types import FrameType
 
-from stowage.agent import mounting
+from stowage.agent import git_checkout, mounting, node_volumes
 from stowage.agent.claim_data import (
     NewDirectory,
     archive_directory_below,
@@ -36,12 +45,16 @@ from stowage.drivers.base import (
     BACKEND_LABEL,
     MOUNT_FAILED,
     MOUNT_READY,
+    NODE_ANNOTATION,
+    PATH_ANNOTATION,
     PREPARE_LABEL,
     PREPARE_ON_ANNOTATION,
     PREPARED_BY_ANNOTATION,
     RELEASE_ANNOTATION,
     RELEASED_BY_ANNOTATION,
+    GitCheckout,
     HostMount,
+    NodeVolume,
     mount_label,
 )
 from stowage.drivers.mounts import mount_point_of
@@ -52,6 +65,7 @@ from stowage.kube.resources import (
     NODES,
     PERSISTENT_VOLUME_CLAIMS,
     PERSISTENT_VOLUMES,
+    SECRETS,
     STORAGE_BACKENDS,
 )
 from stowage.objects.helper_daemonset import helper_name
@@ -62,6 +76,17 @@ logger = logging.getLogger(__name__)
 
 # Failed mounts are retried after interval * 2^failures (with jitter), at most this long.
 MAX_MOUNT_BACKOFF = 60.0
+# A fetch or checkout that takes longer is given up (and tried again on the next period).
+GIT_TIMEOUT = 120.0
+# What a claim's preparation may fail with; the claim gets an Event saying it.
+PREPARATION_ERRORS = (
+    OSError,
+    ValueError,
+    QuotaError,
+    driving.Unprovisionable,
+    node_volumes.NodeVolumeError,
+    git_checkout.GitError,
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +114,7 @@ class Agent:
         self._detached_clients: list[int] = []
         self._metrics = AgentMetrics(settings.backend)
         self._last_claim_failure: dict[str, str] = {}  # by claim uid: one Event per failure
+        self._synced: dict[str, float] = {}  # checkout path -> when it was last brought up to date
 
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -143,6 +169,8 @@ class Agent:
             return
         mount = driving.host_mount(self._settings.backend, model, self._settings.node)
         if mount is None:
+            if driving.has_helpers(model):
+                self.serve_node_volumes(backend, model)
             return
         if self._mount is not None and self._mount != mount:
             self.release()  # the spec changed what is mounted: mount it anew
@@ -159,7 +187,9 @@ class Agent:
         if healthy:
             self.keep_clients_beyond_restart(backend, mount)
             with DirectoryQuotas(mount, self._settings.mount_timeout) as quotas:
-                self.prepare_claims(model, mount, quotas)
+                self.prepare_claims(
+                    lambda claim: self.make_shared_directory(model, mount, quotas, claim)
+                )
                 self.serve_volumes(backend, model, mount, quotas)
         self._write_metrics()
 
@@ -237,46 +267,56 @@ class Agent:
         logger.warning("%s", message)
         self._event(backend, warning=True, reason="MountNotDetached", message=message)
 
-    def prepare_claims(
-        self, model: StorageBackend, mount: HostMount, quotas: DirectoryQuotas
-    ) -> None:
-        """Makes the directory of each claim the operator asked this node to prepare, then
-        says so on the claim (the operator creates the PV on that answer)."""
+    def prepare_claims(self, make: Callable[[Json], str]) -> None:
+        """Makes the volume of each claim the operator asked this node to prepare (`make`
+        returns its path), then says so on the claim (the operator creates the PV on that
+        answer)."""
         claims = self._kube.list(
             PERSISTENT_VOLUME_CLAIMS, label_selector=f"{PREPARE_LABEL}={self._settings.backend}"
         )
         for claim in claims:
             if self._is_asked(claim):
-                self.prepare_claim(model, mount, quotas, claim)
+                self.prepare_claim(claim, make)
 
-    def prepare_claim(
-        self, model: StorageBackend, mount: HostMount, quotas: DirectoryQuotas, claim: Json
-    ) -> None:
+    def prepare_claim(self, claim: Json, make: Callable[[Json], str]) -> None:
         metadata = claim["metadata"]
         described = f"{metadata['namespace']}/{metadata['name']}"
         try:
-            # Worked out from the claim, as the operator does: its annotations are the
-            # claim owner's to write and name nothing the helper acts on.
-            volume = driving.claim_volume(self._settings.backend, model, claim)
-            path = volume["spec"]["local"]["path"]
-            capacity = parse_quantity(volume["spec"]["capacity"]["storage"])
-            self.make_claim_directory(model, mount, quotas, path, capacity, limit_existing=True)
-        except (OSError, ValueError, QuotaError, driving.Unprovisionable) as error:
-            message = f"node {self._settings.node}: the directory of claim {described}: {error}"
+            path = make(claim)
+        except PREPARATION_ERRORS as error:
+            message = f"node {self._settings.node}: the volume of claim {described}: {error}"
             logger.error("%s", message)
-            if self._last_claim_failure.get(metadata["uid"]) != message:
-                self._last_claim_failure[metadata["uid"]] = message
-                involved = {"apiVersion": "v1", "kind": PERSISTENT_VOLUME_CLAIMS.kind, **claim}
-                post_event(
-                    self._kube, involved, warning=True, reason="PreparationFailed", message=message
-                )
+            self._warn_claim(claim, "PreparationFailed", message)
             return
         self._last_claim_failure.pop(metadata["uid"], None)
         patch = {"metadata": {"annotations": {PREPARED_BY_ANNOTATION: self._settings.node}}}
         self._kube.merge_patch(
             PERSISTENT_VOLUME_CLAIMS, metadata["name"], patch, namespace=metadata["namespace"]
         )
-        logger.info("claim %s: directory %s made", described, path)
+        logger.info("claim %s: volume %s made", described, path)
+
+    def _warn_claim(self, claim: Json, reason: str, message: str) -> None:
+        """A Warning Event on the claim, once per message."""
+        uid = claim["metadata"].get("uid", "")
+        if self._last_claim_failure.get(uid) == message:
+            return
+        self._last_claim_failure[uid] = message
+        involved = {"apiVersion": "v1", "kind": PERSISTENT_VOLUME_CLAIMS.kind, **claim}
+        post_event(self._kube, involved, warning=True, reason=reason, message=message)
+
+    def _claim_volume(self, model: StorageBackend, claim: Json, node: str | None = None) -> Json:
+        """The claim's PV worked out from the claim, as the operator does: its annotations are
+        the claim owner's to write and name nothing the helper acts on."""
+        return driving.claim_volume(self._settings.backend, model, claim, node)
+
+    def make_shared_directory(
+        self, model: StorageBackend, mount: HostMount, quotas: DirectoryQuotas, claim: Json
+    ) -> str:
+        volume = self._claim_volume(model, claim)
+        path: str = volume["spec"]["local"]["path"]
+        capacity = parse_quantity(volume["spec"]["capacity"]["storage"])
+        self.make_claim_directory(model, mount, quotas, path, capacity, limit_existing=True)
+        return path
 
     def make_claim_directory(
         self,
@@ -290,14 +330,7 @@ class Agent:
     ) -> None:
         """Makes the directory with the backend's mode and owner; limits it to `capacity` when
         it is new (or `limit_existing`) and the backend's type and settings have quotas."""
-        provisioning = model.spec.provisioning
-        owner = provisioning.directory_owner
-        new = NewDirectory(
-            provisioning.directory_mode_bits,
-            None if owner is None else owner.uid,
-            None if owner is None else owner.gid,
-        )
-        made = make_directory_below(mount.mount_point, path, new)
+        made = make_directory_below(mount.mount_point, path, self._new_directory(model))
         if (made or limit_existing) and driving.has_directory_quota(model):
             quotas.limit(path, capacity)
 
@@ -320,7 +353,8 @@ class Agent:
             if not path or annotations.get(RELEASED_BY_ANNOTATION):
                 continue
             if RELEASE_ANNOTATION in annotations:
-                self.release_directory(backend, volume, mount.mount_point, path)
+                undo = partial(release_below, mount.mount_point, path, annotations)
+                self.release_volume(backend, volume, undo)
             elif (volume.get("status") or {}).get("phase") != "Released":
                 capacity = parse_quantity(volume["spec"]["capacity"]["storage"])
                 try:
@@ -332,26 +366,113 @@ class Agent:
                         "directory %s of volume %s: %s", path, volume["metadata"]["name"], error
                     )
 
-    def release_directory(self, backend: Json | None, volume: Json, root: str, path: str) -> None:
+    def release_volume(
+        self, backend: Json | None, volume: Json, undo: Callable[[str], bool]
+    ) -> None:
+        """Carries out the release the operator asked for on the PV (`undo` does the action
+        and says whether there was anything to do), then marks the PV done."""
         name = volume["metadata"]["name"]
         annotations = volume["metadata"].get("annotations") or {}
         action = annotations[RELEASE_ANNOTATION]
+        path = annotations.get(PATH_ANNOTATION, "")
         try:
-            if action == OnDelete.DELETE.value:
-                found = remove_directory_below(root, path)
-            elif action == OnDelete.ARCHIVE.value:
-                found = archive_directory_below(root, path, annotations[ARCHIVE_AS_ANNOTATION])
-            else:
-                raise ValueError(f"unknown release action {action!r}")
+            found = undo(action)
         except (OSError, ValueError, KeyError) as error:
             message = f"volume {name}: {action} of {path} failed on node {self._settings.node}"
             logger.error("%s: %s", message, error)
             self._event(backend, warning=True, reason="ReleaseFailed", message=message)
             return
-        outcome = "done" if found else "nothing to do, the directory is gone"
+        outcome = "done" if found else "nothing to do, the volume is gone"
         logger.info("volume %s: %s of %s: %s", name, action, path, outcome)
         patch = {"metadata": {"annotations": {RELEASED_BY_ANNOTATION: self._settings.node}}}
         self._kube.merge_patch(PERSISTENT_VOLUMES, name, patch)
+
+    # --- volumes of this node (emptyDir, gitRepo) -----------------------------------------
+
+    def serve_node_volumes(self, backend: Json, model: StorageBackend) -> None:
+        """Labels the node ready, makes the volumes the operator asks this node for, keeps
+        this node's live volumes made and their checkouts in sync, wipes released ones."""
+        self._set_label(MOUNT_READY)
+        self.prepare_claims(lambda claim: self.make_node_volume(model, claim))
+        volumes = self._kube.list(
+            PERSISTENT_VOLUMES, label_selector=f"{BACKEND_LABEL}={self._settings.backend}"
+        )
+        for volume in volumes:
+            annotations = volume["metadata"].get("annotations") or {}
+            if annotations.get(NODE_ANNOTATION) != self._settings.node:
+                continue
+            if annotations.get(RELEASED_BY_ANNOTATION):
+                continue
+            work = driving.node_volume(self._settings.backend, model, volume)
+            if work is None:
+                continue
+            if RELEASE_ANNOTATION in annotations:
+                self.release_volume(backend, volume, partial(wipe, work))
+            elif (volume.get("status") or {}).get("phase") != "Released":
+                self.keep_node_volume(model, volume, work)
+
+    def make_node_volume(self, model: StorageBackend, claim: Json) -> str:
+        planned = self._claim_volume(model, claim, self._settings.node)
+        work = driving.node_volume(self._settings.backend, model, planned)
+        if work is None:
+            raise ValueError(f"backend {self._settings.backend} has no volumes of a node")
+        node_volumes.make(
+            work, self._new_directory(model), self.sync_checkout, self._settings.mount_timeout
+        )
+        return work.path
+
+    def keep_node_volume(self, model: StorageBackend, volume: Json, work: NodeVolume) -> None:
+        """Makes again what is missing (after a node restart) and syncs a checkout when due;
+        a failure is told on the volume's claim, and the pods keep what they have."""
+        try:
+            node_volumes.make(
+                work, self._new_directory(model), self.sync_checkout, self._settings.mount_timeout
+            )
+            checkout = work.checkout
+            if checkout is not None and self._sync_due(checkout):
+                self.sync_checkout(checkout)
+        except PREPARATION_ERRORS as error:
+            claim = (volume.get("spec") or {}).get("claimRef") or {}
+            described = f"{claim.get('namespace')}/{claim.get('name')}"
+            message = f"node {self._settings.node}: the volume of claim {described}: {error}"
+            logger.error("%s", message)
+            involved = {"metadata": {key: claim.get(key) for key in ("name", "namespace", "uid")}}
+            self._warn_claim(involved, "VolumeFailed", message)
+            return
+        self._last_claim_failure.pop(
+            ((volume.get("spec") or {}).get("claimRef") or {}).get("uid", ""), None
+        )
+
+    def _sync_due(self, checkout: GitCheckout) -> bool:
+        last = self._synced.get(checkout.path)
+        return last is None or time.monotonic() - last >= checkout.sync_seconds
+
+    def sync_checkout(self, checkout: GitCheckout) -> None:
+        """Brings the checkout up to date with the credentials of the backend's Secret."""
+        secret = None
+        if checkout.credentials is not None:
+            secret = self._secret_data(checkout.credentials.namespace, checkout.credentials.name)
+        with git_checkout.credentials(secret, ssh=checkout.ssh) as environment:
+            commit = git_checkout.sync(checkout, environment, GIT_TIMEOUT)
+        self._synced[checkout.path] = time.monotonic()
+        logger.info("checkout %s at %s", checkout.path, commit)
+
+    def _secret_data(self, namespace: str, name: str) -> dict[str, bytes]:
+        found = self._kube.get(SECRETS, name, namespace)
+        if found is None:
+            raise ValueError(f"Secret {namespace}/{name} does not exist")
+        data = found.get("data") or {}
+        return {key: base64.b64decode(value) for key, value in data.items()}
+
+    @staticmethod
+    def _new_directory(model: StorageBackend) -> NewDirectory:
+        provisioning = model.spec.provisioning
+        owner = provisioning.directory_owner
+        return NewDirectory(
+            provisioning.directory_mode_bits,
+            None if owner is None else owner.uid,
+            None if owner is None else owner.gid,
+        )
 
     def release(self) -> None:
         """Unmounts what this agent mounted and removes the node label."""
@@ -387,6 +508,22 @@ class Agent:
             return
         involved = {"apiVersion": STORAGE_BACKENDS.api_version, "kind": "StorageBackend", **backend}
         post_event(self._kube, involved, warning=warning, reason=reason, message=message)
+
+
+def release_below(root: str, path: str, annotations: dict[str, str], action: str) -> bool:
+    """Deletes or archives a claim's directory below a backend mount."""
+    if action == OnDelete.DELETE.value:
+        return remove_directory_below(root, path)
+    if action == OnDelete.ARCHIVE.value:
+        return archive_directory_below(root, path, annotations[ARCHIVE_AS_ANNOTATION])
+    raise ValueError(f"unknown release action {action!r}")
+
+
+def wipe(volume: NodeVolume, action: str) -> bool:
+    """Unmounts and deletes a node's volume; its types are always deleted on release."""
+    if action != OnDelete.DELETE.value:
+        raise ValueError(f"release action {action!r}: these volumes can only be deleted")
+    return node_volumes.remove(volume)
 
 
 def is_going(backend: Json | None) -> bool:

@@ -85,11 +85,16 @@ class EmptyDirSpec(ApiModel):
 
     medium: EmptyDirMedium = Field(
         default=EmptyDirMedium.DEFAULT,
-        description='Where the data lives: "" for the node\'s disk, "Memory" for tmpfs.',
+        description='Where the data lives: "" for a directory on the node\'s disk, "Memory" '
+        "for a tmpfs of the claim's size (mounted under /var/lib/stowage/volumes/<backend>; "
+        "writing beyond the size fails, and the memory counts against the node).",
+        json_schema_extra=immutable("emptyDir.medium"),
     )
     base_path: AbsolutePath = Field(
         default="/var/lib/stowage/empty-dir",
-        description="Directory on each node under which the per-claim directories are made.",
+        description='Directory on each node under which the per-claim directories of medium "" '
+        "are made.",
+        json_schema_extra=immutable("emptyDir.basePath"),
     )
 
 

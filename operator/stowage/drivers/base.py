@@ -293,6 +293,33 @@ class HostMount:
 
 
 @dataclass(frozen=True)
+class GitCheckout:
+    """A checkout the helper clones into `path` and brings up to date every `sync_seconds`."""
+
+    repository: str
+    revision: str
+    depth: int  # 0: the full history
+    sync_seconds: float
+    path: str  # the working tree, bound read-only onto the volume's path
+    credentials: SecretReference | None = None
+    ssh: bool = False  # the credentials are an SSH key, not a username and password
+
+
+@dataclass(frozen=True)
+class NodeVolume:
+    """What the mount helper on the volume's node makes for it, and removes on release.
+
+    The helper works only below `root`. `path` (the PV's) is a directory, with a tmpfs of
+    `tmpfs_bytes` mounted on it, or with `checkout` bound read-only onto it.
+    """
+
+    root: str
+    path: str
+    tmpfs_bytes: int | None = None
+    checkout: GitCheckout | None = None
+
+
+@dataclass(frozen=True)
 class ReleasePlan:
     """What happens to a released volume's data; the helpers (or nobody) carry it out."""
 
@@ -306,6 +333,8 @@ class Driver(Protocol):
     volume_kind: ClassVar[VolumeKind]
     needs_host_mount: ClassVar[bool]  # a mount-helper DaemonSet is required
     access_modes: ClassVar[frozenset[str]]  # the access modes its claims may ask for
+    # The helper on the volume's node makes each volume before its PV exists (emptyDir, gitRepo).
+    prepared_on_node: ClassVar[bool]
 
     def validate(self, backend: BackendRef) -> list[Problem]:
         """Problems beyond the schema (pure: no Secrets or nodes are read)."""
@@ -331,6 +360,14 @@ class Driver(Protocol):
 
     def host_mount(self, backend: BackendRef, node: str) -> HostMount | None:
         """The backend-wide mount on `node`, if the type has one."""
+        ...
+
+    def node_volume(self, backend: BackendRef, volume: ProvisionedVolume) -> NodeVolume | None:
+        """What the helper on the volume's node makes for it (`prepared_on_node` types)."""
+        ...
+
+    def host_directories(self, backend: BackendRef) -> tuple[str, ...]:
+        """Node directories outside /var/lib/stowage that the helper works in."""
         ...
 
     def release(self, backend: BackendRef, volume: ProvisionedVolume) -> ReleasePlan: ...

@@ -16,6 +16,7 @@ from stowage.drivers.base import (
     ClaimRequest,
     HostMount,
     NodeRequirement,
+    NodeVolume,
     Problem,
     ProvisionContext,
     ProvisionedVolume,
@@ -61,6 +62,8 @@ class BaseDriver(Generic[SpecT]):
     ephemeral: ClassVar[bool] = False
     # Claims can grow (a resizer exists for the type's volumes).
     expandable: ClassVar[bool] = False
+    # The helper on the volume's node makes each volume before its PV exists.
+    prepared_on_node: ClassVar[bool] = False
 
     def type_spec(self, backend: BackendRef) -> SpecT:
         spec = backend.spec.type_spec
@@ -170,6 +173,12 @@ class BaseDriver(Generic[SpecT]):
 
     def host_mount(self, backend: BackendRef, node: str) -> HostMount | None:
         return None
+
+    def node_volume(self, backend: BackendRef, volume: ProvisionedVolume) -> NodeVolume | None:
+        return None
+
+    def host_directories(self, backend: BackendRef) -> tuple[str, ...]:
+        return ()
 
     def persistent_volume_source(self, backend: BackendRef, plan: VolumePlan) -> dict[str, Any]:
         raise NotImplementedError

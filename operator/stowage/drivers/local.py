@@ -34,9 +34,10 @@ from stowage.drivers.base import (
 )
 from stowage.drivers.common import SINGLE_WRITER_MODES, BaseDriver, SpecT
 from stowage.drivers.mounts import backend_mount_point, failover_mount
-from stowage.drivers.naming import claim_directory, path_under
+from stowage.drivers.naming import claim_directory, is_within, path_under
 from stowage.drivers.nodes import choose_node
 
+READ_ONLY_MOUNT = ("ro",)
 # Host directories a backend must never hand out subdirectories of.
 SYSTEM_DIRECTORIES = ("/", "/bin", "/boot", "/etc", "/lib", "/lib64", "/root", "/sbin", "/usr")
 SYSTEM_TREES = (
@@ -56,9 +57,7 @@ SYSTEM_TREES = (
 
 def system_directory_problems(field: str, path: str) -> list[Problem]:
     normalized = posixpath.normpath(path)
-    inside_tree = any(
-        normalized == tree or normalized.startswith(tree + "/") for tree in SYSTEM_TREES
-    )
+    inside_tree = any(is_within(normalized, tree) for tree in SYSTEM_TREES)
     if normalized in SYSTEM_DIRECTORIES or inside_tree:
         return [
             Problem(
@@ -138,9 +137,16 @@ class NodePinnedDriver(LocalVolumeDriver[SpecT]):
         raise NotImplementedError
 
     def allowed_topology(self, backend: BackendRef) -> tuple[NodeRequirement, ...]:
+        """mount.nodeSelector, the listed nodes, and, where the helper makes the volumes, the
+        nodes whose helper runs (so that the scheduler picks no node without one)."""
         listed = self.listed_nodes(backend)
         by_name = (NodeRequirement(HOSTNAME_LABEL, tuple(sorted(listed))),) if listed else ()
-        return (*super().allowed_topology(backend), *by_name)
+        helper = (
+            (NodeRequirement(mount_label(backend.name), (MOUNT_READY,)),)
+            if self.prepared_on_node
+            else ()
+        )
+        return (*super().allowed_topology(backend), *by_name, *helper)
 
     def plan_checked(
         self, backend: BackendRef, claim: ClaimRequest, ctx: ProvisionContext
@@ -148,12 +154,16 @@ class NodePinnedDriver(LocalVolumeDriver[SpecT]):
         directory = claim_directory(claim.namespace, claim.name, claim.uid)
         capacity = self.capacity_for(backend, claim)
         node = choose_node(backend, claim, ctx, self.listed_nodes(backend), capacity)
+        location = self.locate(backend, claim, directory, node.name)
         return VolumePlan(
             capacity_bytes=capacity,
             access_modes=claim.access_modes,
             volume_mode=claim.volume_mode,
-            location=self.locate(backend, claim, directory, node.name),
+            location=location,
             node_requirements=(NodeRequirement(HOSTNAME_LABEL, (hostname_of(node),)),),
+            # The kubelet's bind mount of a local PV takes mount options: `ro` makes it
+            # read-only in every pod (a remount by the helper would not reach the node's copy).
+            mount_options=READ_ONLY_MOUNT if location.read_only else (),
         )
 
 

@@ -18,9 +18,15 @@ def mount_point_of(backend_name: str) -> str:
     return path_under(STOWAGE_ROOT, "mounts", backend_name)
 
 
+def claim_volumes_root(backend: BackendRef) -> str:
+    """The directory of the backend's per-claim volumes on a node (mounts made there by the
+    helper reach the node through the Bidirectional mount of /var/lib/stowage)."""
+    return path_under(STOWAGE_ROOT, "volumes", backend.name)
+
+
 def claim_volume_path(backend: BackendRef, directory: str) -> str:
-    """Where the helper mounts a per-claim volume (LV, RBD image, checkout) on its node."""
-    return path_under(STOWAGE_ROOT, "volumes", backend.name, directory)
+    """Where the helper mounts a per-claim volume (LV, RBD image, tmpfs, checkout) on its node."""
+    return path_under(claim_volumes_root(backend), directory)
 
 
 def failover_mount(

@@ -41,6 +41,12 @@ def path_under(root: str, *parts: str) -> str:
     return joined
 
 
+def is_within(path: str, root: str) -> bool:
+    """`path` is `root` or below it (both normalized)."""
+    normalized, base = posixpath.normpath(path), posixpath.normpath(root)
+    return normalized == base or normalized.startswith(base.rstrip("/") + "/")
+
+
 def bounded_name(*parts: str, max_length: int = 253) -> str:
     """A Kubernetes object name from `parts`; a hash of the full text keeps long ones unique."""
     full = slug("-".join(parts))

@@ -7,6 +7,7 @@ there is seen by the kubelet and, through `local` PVs, by pods.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +37,25 @@ def helper_name(backend_name: str) -> str:
     return bounded_name("stowage-helper", backend_name, max_length=MAX_NAME_LENGTH)
 
 
-def helper_daemonset(backend: BackendRef, helper: HelperSettings) -> dict[str, Any]:
+def host_directory_volumes(
+    directories: Sequence[str],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Volumes and mounts of node directories the helper works in besides /var/lib/stowage,
+    each at its own path (the helper makes directories there, it mounts nothing)."""
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    for index, directory in enumerate(directories):
+        name = f"host-directory-{index}"
+        volumes.append({"name": name, "hostPath": {"path": directory, "type": "DirectoryOrCreate"}})
+        mounts.append({"name": name, "mountPath": directory})
+    return volumes, mounts
+
+
+def helper_daemonset(
+    backend: BackendRef, helper: HelperSettings, host_directories: Sequence[str] = ()
+) -> dict[str, Any]:
     name = helper_name(backend.name)
+    extra_volumes, extra_mounts = host_directory_volumes(host_directories)
     selector = {COMPONENT_LABEL: HELPER_COMPONENT, **backend_labels(backend.name)}
     mount = backend.spec.mount
     pod_spec: dict[str, Any] = {
@@ -74,6 +92,7 @@ def helper_daemonset(backend: BackendRef, helper: HelperSettings) -> dict[str, A
                         "mountPropagation": "Bidirectional",
                     },
                     {"name": "host-cgroups", "mountPath": HOST_CGROUP_ROOT},
+                    *extra_mounts,
                 ],
             }
         ],
@@ -83,6 +102,7 @@ def helper_daemonset(backend: BackendRef, helper: HelperSettings) -> dict[str, A
                 "hostPath": {"path": STOWAGE_ROOT, "type": "DirectoryOrCreate"},
             },
             {"name": "host-cgroups", "hostPath": {"path": "/sys/fs/cgroup", "type": "Directory"}},
+            *extra_volumes,
         ],
     }
     if mount.node_selector:

@@ -17,12 +17,16 @@ from stowage.drivers import driver_for
 from stowage.drivers.base import (
     ARCHIVE_AS_ANNOTATION,
     MOUNT_READY,
+    NODE_ANNOTATION,
+    PREPARE_LABEL,
     PREPARE_ON_ANNOTATION,
+    PREPARED_BY_ANNOTATION,
     RELEASE_ANNOTATION,
     AccessMode,
     BackendRef,
     ClaimRequest,
     HostMount,
+    NodeVolume,
     ProvisionContext,
     ProvisionedVolume,
     ReleasePlan,
@@ -40,6 +44,7 @@ from stowage.objects.helper_daemonset import (
 from stowage.reconcilers.claims import selected_node
 
 __all__ = [
+    "HelperNotReady",
     "SecretNeed",
     "Unprovisionable",
     "allows_many_writers",
@@ -51,7 +56,9 @@ __all__ = [
     "helper_prepare_request",
     "helper_release_request",
     "host_mount",
+    "is_prepared",
     "mount_order",
+    "node_volume",
     "release_volume",
     "secret_requirements",
     "static_volumes",
@@ -59,6 +66,10 @@ __all__ = [
     "validate",
     "volume_for_claim",
 ]
+
+
+class HelperNotReady(Unprovisionable):
+    """No mount helper is ready where the claim's volume has to be made (yet)."""
 
 
 @dataclass(frozen=True)
@@ -112,16 +123,35 @@ def allows_many_writers(model: StorageBackend) -> bool:
 
 def has_helpers(model: StorageBackend) -> bool:
     """Whether the backend gets mount-helper DaemonSets: types whose volumes live in the
-    backend mount (glusterfs, cephfs, cifs). The helpers' work for the others is not built yet."""
-    return isinstance(driver_for(model.spec.storage_type), SharedMountDriver)
+    backend mount (glusterfs, cephfs, cifs), and types whose volumes the helper makes on the
+    chosen node (emptyDir, gitRepo). The helpers' work for the others is not built yet."""
+    driver = driver_for(model.spec.storage_type)
+    return isinstance(driver, SharedMountDriver) or driver.prepared_on_node
 
 
-def helper_release_request(plan: ReleasePlan, model: StorageBackend) -> dict[str, str] | None:
+def _helper_nodes(name: str, nodes: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The nodes whose helper of the backend is ready (node label mount.stowage.io/<name>)."""
+    label = mount_label(name)
+    return [
+        node["metadata"]["name"]
+        for node in nodes
+        if (node["metadata"].get("labels") or {}).get(label) == MOUNT_READY
+    ]
+
+
+def helper_release_request(
+    plan: ReleasePlan, model: StorageBackend, nodes: Sequence[Mapping[str, Any]]
+) -> dict[str, str] | None:
     """The PV annotations that ask the backend's helpers to delete or archive the volume's
-    directory; None when no host-side work is due (Retain, or a type without helpers)."""
+    directory; None when no host-side work is due (Retain, a type without helpers, or a
+    node-pinned volume whose node is gone, and its data with it)."""
     if not has_helpers(model):
         return None
     if plan.action is OnDelete.RETAIN or not plan.location.path:
+        return None
+    if driver_for(model.spec.storage_type).prepared_on_node and plan.location.node not in {
+        node["metadata"]["name"] for node in nodes
+    }:
         return None
     request = {RELEASE_ANNOTATION: plan.action.value}
     if plan.archive_name:
@@ -142,30 +172,45 @@ def has_directory_quota(model: StorageBackend) -> bool:
 def helper_prepare_request(
     name: str,
     model: StorageBackend,
-    volume_name: str,
+    volume: Mapping[str, Any],
     nodes: Sequence[Mapping[str, Any]],
     attempt: int,
 ) -> dict[str, str] | None:
-    """The claim annotations that ask one helper to make the volume's directory (with its
-    quota) before the PV is created; None for types without helpers.
+    """The claim annotations that ask one helper to make the planned `volume` (a directory
+    with its quota, a tmpfs, a checkout) before the PV is created; None for types without
+    helpers.
 
-    The node asked is one where the backend is mounted, chosen by a rendezvous hash of the
-    volume name so that the work spreads over the nodes; each further attempt asks the next
-    one, in case the last is gone. Unprovisionable when no node has the backend mounted."""
+    A node-pinned volume is made by the helper of its node. For a shared mount the node asked
+    is one where the backend is mounted, chosen by a rendezvous hash of the volume name so that
+    the work spreads over the nodes; each further attempt asks the next one, in case the last
+    is gone. HelperNotReady when no node has the backend mounted."""
     if not has_helpers(model):
         return None
-    label = mount_label(name)
-    mounted = [
-        node["metadata"]["name"]
-        for node in nodes
-        if (node["metadata"].get("labels") or {}).get(label) == MOUNT_READY
-    ]
+    planned = (volume["metadata"].get("annotations") or {}).get(NODE_ANNOTATION)
+    if driver_for(model.spec.storage_type).prepared_on_node and planned:
+        return {PREPARE_ON_ANNOTATION: planned}
+    mounted = _helper_nodes(name, nodes)
     if not mounted:
-        raise Unprovisionable(
-            f"no node has StorageBackend {name} mounted (node label {label}={MOUNT_READY})"
+        raise HelperNotReady(
+            f"no node has StorageBackend {name} mounted "
+            f"(node label {mount_label(name)}={MOUNT_READY})"
         )
-    order = rendezvous_order(volume_name, mounted)
+    order = rendezvous_order(volume["metadata"]["name"], mounted)
     return {PREPARE_ON_ANNOTATION: order[attempt % len(order)]}
+
+
+def is_prepared(model: StorageBackend, claim: Mapping[str, Any], volume: Mapping[str, Any]) -> bool:
+    """A helper has made the planned `volume` of the claim: any helper for a shared mount,
+    the helper of the volume's node for a node-pinned one."""
+    prepared_by: str | None = ((claim.get("metadata") or {}).get("annotations") or {}).get(
+        PREPARED_BY_ANNOTATION
+    )
+    if not prepared_by:
+        return False
+    if not driver_for(model.spec.storage_type).prepared_on_node:
+        return True
+    planned: str | None = (volume["metadata"].get("annotations") or {}).get(NODE_ANNOTATION)
+    return prepared_by == planned
 
 
 def mount_order(
@@ -194,10 +239,28 @@ def helper(name: str, model: StorageBackend, settings: HelperSettings) -> Json |
     """The backend's mount-helper DaemonSet; None when its type has none (`has_helpers`)."""
     if not has_helpers(model):
         return None
-    return helper_daemonset(_ref(name, model), settings)
+    ref = _ref(name, model)
+    directories = driver_for(model.spec.storage_type).host_directories(ref)
+    return helper_daemonset(ref, settings, directories)
 
 
-def claim_request(claim: Mapping[str, Any]) -> ClaimRequest:
+def node_volume(name: str, model: StorageBackend, volume: Mapping[str, Any]) -> NodeVolume | None:
+    """What the helper on a node-pinned volume's node makes for it; None for other types."""
+    driver = driver_for(model.spec.storage_type)
+    return driver.node_volume(_ref(name, model), ProvisionedVolume.from_manifest(volume))
+
+
+def _pinned_node(name: str, claim: Mapping[str, Any]) -> str | None:
+    """The node a node-pinned claim's volume goes to before any choice is made: the
+    scheduler's (WaitForFirstConsumer), else the one whose helper was asked to make it."""
+    metadata = claim.get("metadata") or {}
+    being_prepared = (metadata.get("labels") or {}).get(PREPARE_LABEL) == name
+    asked = (metadata.get("annotations") or {}).get(PREPARE_ON_ANNOTATION)
+    return selected_node(claim) or (asked if being_prepared else None)
+
+
+def claim_request(claim: Mapping[str, Any], node: str | None = None) -> ClaimRequest:
+    """The claim's facts; `node` (when given) stands for the scheduler's choice."""
     metadata = claim["metadata"]
     spec = claim.get("spec") or {}
     requests = (spec.get("resources") or {}).get("requests") or {}
@@ -208,7 +271,7 @@ def claim_request(claim: Mapping[str, Any]) -> ClaimRequest:
         requested_bytes=parse_quantity(requests.get("storage", "0")),
         access_modes=tuple(spec.get("accessModes") or ()),
         volume_mode=spec.get("volumeMode") or "Filesystem",
-        selected_node=selected_node(claim),
+        selected_node=node or selected_node(claim),
         storage_class=spec.get("storageClassName") or "",
     )
 
@@ -221,10 +284,39 @@ def volume_for_claim(
     volumes: Sequence[Mapping[str, Any]],
     nodes: Sequence[Mapping[str, Any]],
 ) -> Json:
-    """The PV manifest for the claim; raises Unprovisionable when the backend cannot serve it."""
+    """The PV manifest for the claim; raises Unprovisionable when the backend cannot serve it
+    (HelperNotReady when it waits for a mount helper).
+
+    Where helpers make node-pinned volumes only nodes with a ready helper are candidates, and
+    a node already asked to make the volume keeps it."""
+    driver = driver_for(model.spec.storage_type)
+    node = None
+    if driver.prepared_on_node:
+        node = _pinned_node(name, claim)
+        ready = set(_helper_nodes(name, nodes))
+        if node is not None and node not in ready:
+            raise HelperNotReady(
+                f"the mount helper of StorageBackend {name} is not ready on node {node} "
+                f"(node label {mount_label(name)}={MOUNT_READY})"
+            )
+        nodes = [candidate for candidate in nodes if candidate["metadata"]["name"] in ready]
+        if not nodes:
+            raise HelperNotReady(
+                f"no node runs a ready mount helper of StorageBackend {name} "
+                f"(node label {mount_label(name)}={MOUNT_READY})"
+            )
+    return _volume(name, model, claim_request(claim, node), volumes, nodes)
+
+
+def _volume(
+    name: str,
+    model: StorageBackend,
+    request: ClaimRequest,
+    volumes: Sequence[Mapping[str, Any]],
+    nodes: Sequence[Mapping[str, Any]],
+) -> Json:
     driver = driver_for(model.spec.storage_type)
     ref = _ref(name, model)
-    request = claim_request(claim)
     plan = driver.plan(ref, request, ProvisionContext.from_manifests(volumes, nodes))
     source = driver.persistent_volume_source(ref, plan)
     return objects.persistent_volume(ref, request, plan, source)
@@ -236,10 +328,13 @@ def release_volume(name: str, model: StorageBackend, volume: Mapping[str, Any]) 
     return driver.release(_ref(name, model), ProvisionedVolume.from_manifest(volume))
 
 
-def claim_volume(name: str, model: StorageBackend, claim: Mapping[str, Any]) -> Json:
-    """The PV of a claim of a backend whose plans need no cluster facts (shared mounts), as
-    a helper works it out; Unprovisionable when the claim is not of the backend's class."""
+def claim_volume(
+    name: str, model: StorageBackend, claim: Mapping[str, Any], node: str | None = None
+) -> Json:
+    """The PV of a claim as the helper on `node` works it out (for a node-pinned type, the
+    volume on that node; shared mounts need no cluster facts); Unprovisionable when the claim
+    is not of the backend's class."""
     wanted = storage_class(name, model)["metadata"]["name"]
     if (claim.get("spec") or {}).get("storageClassName") != wanted:
         raise Unprovisionable(f"the claim is not of StorageClass {wanted}")
-    return volume_for_claim(name, model, claim, volumes=(), nodes=())
+    return _volume(name, model, claim_request(claim, node), volumes=(), nodes=())

@@ -51,7 +51,7 @@ from stowage.reconcilers.claims import (
     waits_for_consumer,
 )
 from stowage.reconcilers.context import Runtime
-from stowage.reconcilers.indexes import Caches, Index
+from stowage.reconcilers.indexes import Caches
 from stowage.reconcilers.retry import Retry
 from stowage.status import is_ready
 
@@ -159,7 +159,7 @@ class Provisioner:
         outcome = self._plan(claim, backend_name, caches)
         if isinstance(outcome, Failure):
             return await self._failed(claim, backend_name, outcome)
-        waiting = await self._prepared_by_helper(claim, backend_name, caches)
+        waiting = await self._prepared_by_helper(claim, backend_name, caches, outcome)
         if waiting is not None:
             return waiting
         self._in_flight.add(backend_name, outcome)
@@ -218,21 +218,24 @@ class Provisioner:
                 ),
                 nodes=indexes.values(caches.nodes),
             )
+        except driving.HelperNotReady as error:
+            return Failure("NotMounted", str(error), QUICK_RETRY)
         except driving.Unprovisionable as error:
             return Failure("Unprovisionable", str(error), SLOW_RETRY)
 
     async def _prepared_by_helper(
-        self, claim: Json, backend_name: str, caches: Caches
+        self, claim: Json, backend_name: str, caches: Caches, volume: Json
     ) -> Retry | None:
-        """None once the claim's directory is made (or the type needs no helper for it);
-        otherwise asks a helper, or the next one when the last did not answer in time."""
+        """None once the claim's planned `volume` is made on the node side (or the type needs
+        no helper for it); otherwise asks a helper, or the next one when the last did not
+        answer in time."""
         model = parse_backend(indexes.one(caches.backends, backend_name) or {})
         if isinstance(model, str) or not driving.has_helpers(model):
             return None
         metadata = claim["metadata"]
         annotations = metadata.get("annotations") or {}
         key = claim_key(claim)
-        if annotations.get(PREPARED_BY_ANNOTATION):
+        if driving.is_prepared(model, claim, volume):
             self._asking.pop(key, None)
             return None
         now = time.monotonic()
@@ -242,9 +245,9 @@ class Provisioner:
             attempt += 1
         try:
             request = driving.helper_prepare_request(
-                backend_name, model, volume_name(claim), indexes.values(caches.nodes), attempt
+                backend_name, model, volume, indexes.values(caches.nodes), attempt
             )
-        except driving.Unprovisionable as error:
+        except driving.HelperNotReady as error:
             return await self._failed(
                 claim, backend_name, Failure("NotMounted", str(error), QUICK_RETRY)
             )
@@ -254,17 +257,24 @@ class Provisioner:
         if asking is None or (asking.attempt, asking.node) != (attempt, node):
             self._asking[key] = Asking(attempt, node, now)
         labels = metadata.get("labels") or {}
-        if labels.get(PREPARE_LABEL) != backend_name or any(
-            annotations.get(name) != value for name, value in request.items()
+        if (
+            labels.get(PREPARE_LABEL) != backend_name
+            or PREPARED_BY_ANNOTATION in annotations  # by a node no longer asked
+            or any(annotations.get(name) != value for name, value in request.items())
         ):
-            patch = {"metadata": {"labels": {PREPARE_LABEL: backend_name}, "annotations": request}}
+            patch = {
+                "metadata": {
+                    "labels": {PREPARE_LABEL: backend_name},
+                    "annotations": {**request, PREPARED_BY_ANNOTATION: None},
+                }
+            }
             try:
                 await self._patch_claim(claim, patch)
             except ApiError as error:
                 logger.warning("asking a helper to prepare %s failed: %s", key, error)
                 return Retry("ApiError", QUICK_RETRY)
             logger.info(
-                "claim %s: asked the helper on %s to make its directory",
+                "claim %s: asked the helper on %s to make its volume",
                 describe_claim(claim),
                 node,
             )
@@ -337,7 +347,7 @@ class Provisioner:
             message=message,
         )
 
-    async def on_volume(self, volume: Mapping[str, Any], deleted: bool, backends: Index) -> None:
+    async def on_volume(self, volume: Mapping[str, Any], deleted: bool, caches: Caches) -> None:
         metadata = volume["metadata"]
         key = f"volume/{metadata['name']}/{metadata['uid']}"
         spec = volume.get("spec") or {}
@@ -348,20 +358,20 @@ class Provisioner:
         snapshot = copy.deepcopy(dict(volume))
 
         async def attempt() -> Retry | None:
-            return await self.reclaim(snapshot, backends)
+            return await self.reclaim(snapshot, caches)
 
         await self._runtime.retrier.run_now(key, attempt)
 
-    async def reclaim(self, volume: Json, backends: Index) -> Retry | None:
+    async def reclaim(self, volume: Json, caches: Caches) -> Retry | None:
         """Releases the data of a Released volume (reclaim policy Delete), then deletes it."""
         metadata = volume["metadata"]
         annotations = metadata.get("annotations") or {}
         backend_name = (metadata.get("labels") or {}).get(BACKEND_LABEL, "")
-        backend = indexes.one(backends, backend_name)
+        backend = indexes.one(caches.backends, backend_name)
         model = parse_backend(backend) if backend is not None else None
         if model is not None and not isinstance(model, str):
             release = driving.release_volume(backend_name, model, volume)
-            request = driving.helper_release_request(release, model)
+            request = driving.helper_release_request(release, model, indexes.values(caches.nodes))
             if request is not None and not annotations.get(RELEASED_BY_ANNOTATION):
                 return await self._hand_release_to_helpers(volume, request)
             logger.info(
@@ -444,5 +454,5 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     async def volume_event(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
         with metrics.reconciling(PERSISTENT_VOLUMES.plural):
             await provisioner.on_volume(
-                body, deleted=event.get("type") == "DELETED", backends=Caches.of(kwargs).backends
+                body, deleted=event.get("type") == "DELETED", caches=Caches.of(kwargs)
             )

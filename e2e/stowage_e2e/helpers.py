@@ -1,0 +1,158 @@
+"""Mount helpers, claims and Events as a test sees them: shared by the backend e2e tests.
+
+backend_factory (test fixture) a factory of StorageBackends, deleted after the test
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from stowage.drivers.base import BACKEND_LABEL, mount_label
+from stowage.objects.helper_daemonset import helper_name
+from stowage_e2e import scenario
+from stowage_e2e.cluster import settings
+from stowage_e2e.install import Images
+from stowage_e2e.kube import Kube
+
+HELPERS_NAMESPACE = "stowage-system"
+
+# As the claim's owner: how big the volume looks, then 20 MiB into it (see `overfilled`).
+OVERFILL = """
+df -k /data | tail -1 | awk '{print "size_kib=" $2}'
+if dd if=/dev/zero of=/data/big bs=1M count=20 2>/tmp/dd.err; then echo "wrote 20 MiB"; fi
+cat /tmp/dd.err
+echo "written=$(stat -c %s /data/big)"
+"""
+
+
+def label_value(node: dict[str, Any], backend: str) -> str | None:
+    labels: dict[str, str] = node["metadata"].get("labels") or {}
+    return labels.get(mount_label(backend))
+
+
+def mount_label_of(kube: Kube, backend: str) -> str | None:
+    return label_value(kube.get("node", settings().node_name), backend)
+
+
+def wait_for_label(kube: Kube, backend: str, value: str | None, timeout: float = 180) -> None:
+    """Waits until the node's mount label of `backend` is `value` (None: removed)."""
+    kube.wait_for(
+        "node",
+        settings().node_name,
+        None,
+        lambda node: label_value(node, backend) == value,
+        timeout=timeout,
+        what=f"{mount_label(backend)}={value}",
+    )
+
+
+def events_about(kube: Kube, namespace: str, name: str, reason: str) -> list[dict[str, Any]]:
+    events = kube.json(
+        "--namespace",
+        namespace,
+        "get",
+        "events",
+        "--field-selector",
+        f"involvedObject.name={name},reason={reason}",
+        "--output",
+        "json",
+    )
+    return list(events["items"])
+
+
+def backend_events(kube: Kube, backend: str, reason: str) -> list[dict[str, Any]]:
+    return events_about(kube, "default", backend, reason)
+
+
+def wait_for_event(
+    kube: Kube, namespace: str, kind: str, name: str, reason: str, timeout: float = 120
+) -> dict[str, Any]:
+    """Waits for an Event of `reason` about the object; returns the first one."""
+    kube.wait_for(
+        kind,
+        name,
+        namespace,
+        lambda _: bool(events_about(kube, namespace, name, reason)),
+        timeout=timeout,
+        what=f"a {reason} Event",
+    )
+    return events_about(kube, namespace, name, reason)[0]
+
+
+def finished_log(kube: Kube, namespace: str, pod: str, timeout: float = 180) -> str:
+    """Waits for the pod to finish; its log, once it has succeeded."""
+    finished = kube.wait_for_pod_phase(pod, namespace, timeout=timeout)
+    log = kube.logs(pod, namespace)
+    print(f"\n{log}")
+    assert finished["status"]["phase"] == "Succeeded", log
+    return log
+
+
+def overfilled(log: str) -> tuple[int, int, bool]:
+    """What OVERFILL saw: the volume's size in KiB, the bytes written, whether all 20 MiB
+    went in."""
+    size_kib = int(log.split("size_kib=")[1].split()[0])
+    written = int(log.split("written=")[1].split()[0])
+    return size_kib, written, "wrote 20 MiB" in log
+
+
+def release_claim(kube: Kube, namespace: str, pod: str = "writer", claim: str = "data") -> None:
+    """Deletes the pod and the claim; waits until its volume is gone (which the operator does
+    once a helper has released the volume's data)."""
+    volume = scenario.bound_volume(kube, claim, namespace)["metadata"]["name"]
+    kube.delete("pod", pod, namespace, wait=True)
+    kube.delete("persistentvolumeclaim", claim, namespace, wait=True)
+    kube.text("wait", "--for=delete", f"persistentvolume/{volume}", "--timeout=90s")
+
+
+def helper_pods(kube: Kube, backend: str) -> list[str]:
+    pods = kube.json(
+        "--namespace",
+        HELPERS_NAMESPACE,
+        "get",
+        "pods",
+        "--selector",
+        f"{BACKEND_LABEL}={backend}",
+        "--output",
+        "json",
+    )
+    return [
+        pod["metadata"]["name"]
+        for pod in pods["items"]
+        if "deletionTimestamp" not in pod["metadata"]
+    ]
+
+
+def restart_helper(kube: Kube, backend: str) -> None:
+    """Deletes the backend's helper pod and waits for its replacement to be ready."""
+    (helper,) = helper_pods(kube, backend)
+    kube.delete("pod", helper, HELPERS_NAMESPACE, wait=True)
+    kube.wait_for(
+        "daemonset",
+        helper_name(backend),
+        HELPERS_NAMESPACE,
+        lambda daemonset: daemonset.get("status", {}).get("numberReady") == 1,
+        timeout=120,
+        what="a new helper pod ready",
+    )
+    assert helper_pods(kube, backend) != [helper]
+
+
+@pytest.fixture
+def backend_factory(kube: Kube, stowage_installed: Images) -> Iterator[Callable[..., str]]:
+    """`backend_factory(prefix, spec)`: a StorageBackend of that spec, named `<prefix>-<random>`."""
+    created: list[str] = []
+
+    def create(prefix: str, spec: dict[str, Any]) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        kube.apply(scenario.storage_backend(name, spec))
+        created.append(name)
+        return name
+
+    yield create
+    for name in created:
+        kube.delete("storagebackend", name, wait=True)

@@ -1,0 +1,78 @@
+"""Volumes the helper makes on its own node (emptyDir, gitRepo): a directory, a tmpfs of the
+claim's size on it, or a checkout bound onto it; and their removal on release.
+
+A checkout is bound as it is: a read-only remount here would stay the helper's own (mount
+flags do not propagate to the node's copy). Pods get it read-only from the PV's mount option
+`ro`, which the kubelet applies to its bind mount (stowage.drivers.local).
+
+The tmpfs and bind mounts are made below /var/lib/stowage, which the helper has mounted
+Bidirectional: they are the node's mounts, so the kubelet sees them, and they outlive the
+helper container (no process serves them). A restarted helper finds them mounted and leaves
+them alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from stowage.agent import mounting
+from stowage.agent.claim_data import NewDirectory, make_directory_below, remove_directory_below
+from stowage.drivers.base import GitCheckout, NodeVolume
+
+# Checkouts are the helper's: readable by every pod user, writable by none.
+CHECKOUT_MODE = 0o755
+ROOT_MODE = 0o755
+
+
+class NodeVolumeError(Exception):
+    """A mount the volume needs failed; the message says which and why."""
+
+
+def tmpfs_command(volume: NodeVolume, new: NewDirectory) -> list[str]:
+    """`mount -t tmpfs` of the volume's size, with the claim directory's mode and owner."""
+    options = [f"size={volume.tmpfs_bytes}", f"mode={new.mode:o}"]
+    if new.uid is not None:
+        options.append(f"uid={new.uid}")
+    if new.gid is not None:
+        options.append(f"gid={new.gid}")
+    return ["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", volume.path]
+
+
+def _mount(command: list[str], what: str, timeout: float) -> None:
+    outcome = mounting.run_mount(command, timeout)
+    if outcome != "mounted":
+        raise NodeVolumeError(f"{what}: {outcome}")
+
+
+def make(
+    volume: NodeVolume,
+    new: NewDirectory,
+    sync_checkout: Callable[[GitCheckout], None],
+    mount_timeout: float,
+) -> None:
+    """Makes what is missing of the volume: its directory, then its tmpfs or its checkout
+    (fetched by `sync_checkout`) bound onto it. A volume mounted already is left as it is."""
+    # The root is the backend's own (below /var/lib/stowage, or the admin's emptyDir.basePath):
+    # made as it is, unlike the directories below it.
+    os.makedirs(volume.root, mode=ROOT_MODE, exist_ok=True)
+    make_directory_below(volume.root, volume.path, new)
+    if mounting.is_mount_point(volume.path):
+        return
+    if volume.tmpfs_bytes is not None:
+        _mount(tmpfs_command(volume, new), f"tmpfs on {volume.path}", mount_timeout)
+    if volume.checkout is not None:
+        make_directory_below(volume.root, volume.checkout.path, NewDirectory(CHECKOUT_MODE))
+        sync_checkout(volume.checkout)
+        bind = ["mount", "--bind", volume.checkout.path, volume.path]
+        _mount(bind, f"binding the checkout onto {volume.path}", mount_timeout)
+
+
+def remove(volume: NodeVolume) -> bool:
+    """Unmounts the volume and deletes its directory and checkout; False if nothing was there."""
+    if mounting.is_mount_point(volume.path):
+        mounting.unmount(volume.path)
+    found = remove_directory_below(volume.root, volume.path)
+    if volume.checkout is not None:
+        found = remove_directory_below(volume.root, volume.checkout.path) or found
+    return found
