@@ -8,6 +8,7 @@ import pytest
 
 from stowage.api.nasshare import NASShare
 from stowage.objects import nas
+from stowage.reconcilers.nasshares import standby_check
 
 pytestmark = pytest.mark.unit
 
@@ -182,3 +183,18 @@ def test_a_service_reachable_from_outside_keeps_the_clients_address() -> None:
         exposed = nas.service(share(service={"type": kind}))["spec"]
         assert exposed["type"] == kind
         assert exposed["externalTrafficPolicy"] == "Local"
+
+
+def running_pod(**metadata: Any) -> dict[str, Any]:
+    return {"metadata": metadata, "status": {"phase": "Running"}}
+
+
+def test_a_share_without_its_standby_is_degraded() -> None:
+    two = share(replicas=2)
+    both = [running_pod(name="a"), running_pod(name="b")]
+    assert standby_check(two, both).status == "False"
+    leaving = [running_pod(name="a"), running_pod(name="b", deletionTimestamp="now")]
+    degraded = standby_check(two, leaving)
+    assert (degraded.status, degraded.reason) == ("True", "NoStandby")
+    assert degraded.message == "1 of 2 server pods running: no standby to take over"
+    assert standby_check(share(), both[:1]).status == "False"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -71,14 +71,15 @@ class Reason:
     NO_STANDBY = "NoStandby"
 
 
-AS_EXPECTED = desired(DEGRADED, False, Reason.AS_EXPECTED, "")
+def as_expected() -> Condition:
+    return desired(DEGRADED, False, Reason.AS_EXPECTED, "")
 
 
 @dataclass(frozen=True)
 class Outcome:
     ready: Condition
     endpoints: dict[str, str] | None = None
-    degraded: Condition = AS_EXPECTED
+    degraded: Condition = field(default_factory=as_expected)
 
 
 def parse_share(body: Mapping[str, Any]) -> nas.ShareRef | str:
@@ -99,7 +100,7 @@ def standby_check(share: nas.ShareRef, pods: list[Json]) -> Condition:
         and not pod["metadata"].get("deletionTimestamp")
     )
     if running >= share.spec.replicas:
-        return AS_EXPECTED
+        return as_expected()
     return desired(
         DEGRADED,
         True,
