@@ -18,10 +18,18 @@ pytestmark = pytest.mark.unit
 
 
 @dataclass
+class PostingSettings:
+    enabled: bool = False  # kopf's Event poster, once kopf is loaded, reads this
+    level: int = logging.INFO
+    loggers: bool = False
+
+
+@dataclass
 class Unserializable:
     """Like kopf's settings, which it passes as a record extra: holds a queue."""
 
     queue: queue.SimpleQueue[int] = field(default_factory=queue.SimpleQueue)
+    posting: PostingSettings = field(default_factory=PostingSettings)
 
 
 @pytest.fixture
