@@ -20,6 +20,9 @@ HELPER_COMPONENT = "helper"
 MAX_NAME_LENGTH = 57
 # Where the helper container sees the node's /sys/fs/cgroup.
 HOST_CGROUP_ROOT = "/host/sys/fs/cgroup"
+# Where the helper container sees the credentials of its backend (a Secret volume of the
+# operator's copy of the keys the backend's Secret holds, one file a key).
+CREDENTIALS_DIR = "/etc/stowage/credentials"
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,11 @@ def helper_name(backend_name: str) -> str:
     return bounded_name("stowage-helper", backend_name, max_length=MAX_NAME_LENGTH)
 
 
-def helper_daemonset(backend: BackendRef, helper: HelperSettings) -> dict[str, Any]:
+def helper_daemonset(
+    backend: BackendRef, helper: HelperSettings, *, credentials: bool = False
+) -> dict[str, Any]:
+    """`credentials`: the backend's type needs a Secret's keys to mount; the pod gets the copy
+    that `helper_credentials_secret` makes, in CREDENTIALS_DIR, readable by the agent alone."""
     name = helper_name(backend.name)
     selector = {COMPONENT_LABEL: HELPER_COMPONENT, **backend_labels(backend.name)}
     mount = backend.spec.mount
@@ -85,6 +92,13 @@ def helper_daemonset(backend: BackendRef, helper: HelperSettings) -> dict[str, A
             {"name": "host-cgroups", "hostPath": {"path": "/sys/fs/cgroup", "type": "Directory"}},
         ],
     }
+    if credentials:
+        pod_spec["containers"][0]["volumeMounts"].append(
+            {"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True}
+        )
+        # Optional: without the copy (its Secret is missing) the agent says so and the pod runs.
+        secret = {"secretName": name, "optional": True, "defaultMode": 0o400}
+        pod_spec["volumes"].append({"name": "credentials", "secret": secret})
     if mount.node_selector:
         pod_spec["nodeSelector"] = dict(mount.node_selector)
     if mount.tolerations:
@@ -114,4 +128,22 @@ def mount_order_config_map(
             "labels": {COMPONENT_LABEL: HELPER_COMPONENT, **backend_labels(backend.name)},
         },
         "data": order,
+    }
+
+
+def helper_credentials_secret(
+    backend: BackendRef, helper: HelperSettings, data: dict[str, str]
+) -> dict[str, Any]:
+    """The helpers' copy of the keys of the backend's Secret (base64 `data`, as read): a Secret
+    in the helper namespace, where pods can mount it, named like the DaemonSet."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": helper_name(backend.name),
+            "namespace": helper.namespace,
+            "labels": {COMPONENT_LABEL: HELPER_COMPONENT, **backend_labels(backend.name)},
+        },
+        "type": "Opaque",
+        "data": dict(data),
     }
