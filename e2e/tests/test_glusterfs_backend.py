@@ -19,21 +19,30 @@ from typing import Any
 
 import pytest
 
-from stowage.agent.mounting import fuse_client_pids, mount_source, server_of
-from stowage.drivers.base import BACKEND_LABEL, mount_label
+from stowage.agent.mounting import server_of
 from stowage.drivers.placement import rendezvous_order
 from stowage.objects.helper_daemonset import helper_name
 from stowage_e2e import hosts, scenario
 from stowage_e2e.cluster import settings
 from stowage_e2e.gluster import GLUSTERD_PORT, GlusterCluster
+from stowage_e2e.helper_checks import (
+    HELPERS_NAMESPACE,
+    MOUNTS_DIR,
+    backend_events,
+    claim_directory,
+    events_about,
+    fuse_clients_of,
+    helper_pods,
+    mount_label_of,
+    release_claim,
+    source_at,
+    wait_for_label,
+)
 from stowage_e2e.hosts import TestHost
 from stowage_e2e.install import Images
 from stowage_e2e.kube import Kube
 
 pytestmark = pytest.mark.e2e
-
-MOUNTS_DIR = Path("/var/lib/stowage/mounts")
-HELPERS_NAMESPACE = "stowage-system"
 
 
 @pytest.fixture(scope="module")
@@ -49,64 +58,6 @@ def gluster(cluster: object) -> Iterator[GlusterCluster]:
     finally:
         for host in servers:
             hosts.remove_host(host)
-
-
-def label_value(node: dict[str, Any], backend: str) -> str | None:
-    labels: dict[str, str] = node["metadata"].get("labels") or {}
-    return labels.get(mount_label(backend))
-
-
-def mount_label_of(kube: Kube, backend: str) -> str | None:
-    return label_value(kube.get("node", settings().node_name), backend)
-
-
-def wait_for_label(kube: Kube, backend: str, value: str | None, timeout: float = 180) -> None:
-    """Waits until the node's mount label of `backend` is `value` (None: removed)."""
-    kube.wait_for(
-        "node",
-        settings().node_name,
-        None,
-        lambda node: label_value(node, backend) == value,
-        timeout=timeout,
-        what=f"{mount_label(backend)}={value}",
-    )
-
-
-def source_at(path: Path) -> str | None:
-    return mount_source(str(path))
-
-
-def claim_directory(kube: Kube, namespace: str, backend: str) -> Path:
-    """The bound claim `data`'s directory, relative to the backend mount (as on each brick)."""
-    volume = scenario.bound_volume(kube, "data", namespace)
-    return Path(volume["spec"]["local"]["path"]).relative_to(MOUNTS_DIR / backend)
-
-
-def events_about(kube: Kube, namespace: str, name: str, reason: str) -> list[dict[str, Any]]:
-    events = kube.json(
-        "--namespace",
-        namespace,
-        "get",
-        "events",
-        "--field-selector",
-        f"involvedObject.name={name},reason={reason}",
-        "--output",
-        "json",
-    )
-    return list(events["items"])
-
-
-def backend_events(kube: Kube, backend: str, reason: str) -> list[dict[str, Any]]:
-    return events_about(kube, "default", backend, reason)
-
-
-def release_claim(kube: Kube, namespace: str) -> None:
-    """Deletes the writer pod and the claim `data`; waits until its volume is gone (which the
-    operator does once a helper has released the volume's directory)."""
-    volume = scenario.bound_volume(kube, "data", namespace)["metadata"]["name"]
-    kube.delete("pod", "writer", namespace, wait=True)
-    kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
-    kube.text("wait", "--for=delete", f"persistentvolume/{volume}", "--timeout=90s")
 
 
 @pytest.fixture
@@ -257,10 +208,6 @@ def test_a_stale_mount_is_noticed_and_mounted_again(
     assert seen[-1] == "ready", seen
 
 
-def fuse_clients_of(mount_point: Path) -> list[int]:
-    return fuse_client_pids(str(mount_point))
-
-
 # Writes and reads back 1 MiB files for 45 s; any I/O error or mismatch fails the pod.
 CHECKED_IO = """
 set -eu
@@ -310,24 +257,6 @@ def test_a_helper_restart_leaves_the_mount_and_the_workload_alone(
     assert not backend_events(kube, name, "MountNotDetached")
     kube.delete("pod", "io", namespace, wait=True)
     kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
-
-
-def helper_pods(kube: Kube, backend: str) -> list[str]:
-    pods = kube.json(
-        "--namespace",
-        HELPERS_NAMESPACE,
-        "get",
-        "pods",
-        "--selector",
-        f"{BACKEND_LABEL}={backend}",
-        "--output",
-        "json",
-    )
-    return [
-        pod["metadata"]["name"]
-        for pod in pods["items"]
-        if "deletionTimestamp" not in pod["metadata"]
-    ]
 
 
 @pytest.mark.parametrize("on_delete", ["Delete", "Retain", "Archive"])
