@@ -8,6 +8,7 @@ from typing import Any
 
 from stowage.agent.mounting import fuse_client_pids, mount_source
 from stowage.drivers.base import BACKEND_LABEL, mount_label
+from stowage.objects.helper_daemonset import helper_name
 from stowage_e2e import scenario
 from stowage_e2e.cluster import settings
 from stowage_e2e.kube import Kube
@@ -94,3 +95,18 @@ def helper_pods(kube: Kube, backend: str) -> list[str]:
         for pod in pods["items"]
         if "deletionTimestamp" not in pod["metadata"]
     ]
+
+
+def restart_helper(kube: Kube, backend: str) -> None:
+    """Deletes the backend's (one) helper pod and waits until its replacement is ready."""
+    (helper,) = helper_pods(kube, backend)
+    kube.delete("pod", helper, HELPERS_NAMESPACE, wait=True)
+    kube.wait_for(
+        "daemonset",
+        helper_name(backend),
+        HELPERS_NAMESPACE,
+        lambda daemonset: daemonset.get("status", {}).get("numberReady") == 1,
+        timeout=120,
+        what="a new helper pod ready",
+    )
+    assert helper_pods(kube, backend) != [helper]

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from stowage.objects.helper_daemonset import helper_name
 from stowage_e2e import hosts, scenario
 from stowage_e2e.ceph import CephCluster
 from stowage_e2e.helper_checks import (
@@ -27,6 +26,7 @@ from stowage_e2e.helper_checks import (
     claim_directory,
     fuse_clients_of,
     helper_pods,
+    restart_helper,
     source_at,
     wait_for_label,
 )
@@ -156,16 +156,7 @@ def test_a_claim_is_a_directory_with_a_quota_in_cephfs_and_goes_with_delete(
     assert (in_cephfs / "big").stat().st_size == written
 
     # A helper restart leaves ceph-fuse (and so every pod's mount) alone.
-    (helper,) = helper_pods(kube, name)
-    kube.delete("pod", helper, HELPERS_NAMESPACE, wait=True)
-    kube.wait_for(
-        "daemonset",
-        helper_name(name),
-        HELPERS_NAMESPACE,
-        lambda daemonset: daemonset.get("status", {}).get("numberReady") == 1,
-        timeout=120,
-        what="a new helper pod ready",
-    )
+    restart_helper(kube, name)
     assert fuse_clients_of(mount_point) == [client], "the new helper mounted again"
     assert (mount_point / relative / "hello.txt").read_text().strip() == text
     assert not backend_events(kube, name, "MountNotDetached")

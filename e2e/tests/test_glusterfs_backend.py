@@ -21,20 +21,18 @@ import pytest
 
 from stowage.agent.mounting import server_of
 from stowage.drivers.placement import rendezvous_order
-from stowage.objects.helper_daemonset import helper_name
 from stowage_e2e import hosts, scenario
 from stowage_e2e.cluster import settings
 from stowage_e2e.gluster import GLUSTERD_PORT, GlusterCluster
 from stowage_e2e.helper_checks import (
-    HELPERS_NAMESPACE,
     MOUNTS_DIR,
     backend_events,
     claim_directory,
     events_about,
     fuse_clients_of,
-    helper_pods,
     mount_label_of,
     release_claim,
+    restart_helper,
     source_at,
     wait_for_label,
 )
@@ -237,17 +235,7 @@ def test_a_helper_restart_leaves_the_mount_and_the_workload_alone(
     kube.apply(scenario.script_pod("io", "data", stowage_images.operator, CHECKED_IO), namespace)
     kube.wait_for_pod_phase("io", namespace, phases=("Running",), timeout=180)
 
-    (helper,) = helper_pods(kube, name)
-    kube.delete("pod", helper, HELPERS_NAMESPACE, wait=True)
-    kube.wait_for(
-        "daemonset",
-        helper_name(name),
-        HELPERS_NAMESPACE,
-        lambda daemonset: daemonset.get("status", {}).get("numberReady") == 1,
-        timeout=120,
-        what="a new helper pod ready",
-    )
-    assert helper_pods(kube, name) != [helper]
+    restart_helper(kube, name)
 
     finished = kube.wait_for_pod_phase("io", namespace, timeout=120)
     log = kube.logs("io", namespace)
