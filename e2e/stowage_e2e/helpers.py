@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from stowage.agent.mounting import fuse_client_pids, mount_source
 from stowage.drivers.base import BACKEND_LABEL, mount_label
 from stowage.objects.helper_daemonset import helper_name
 from stowage_e2e import scenario
@@ -19,6 +21,7 @@ from stowage_e2e.install import Images
 from stowage_e2e.kube import Kube
 
 HELPERS_NAMESPACE = "stowage-system"
+MOUNTS_DIR = Path("/var/lib/stowage/mounts")
 
 # As the claim's owner: how big the volume looks, then 20 MiB into it (see `overfilled`).
 OVERFILL = """
@@ -98,6 +101,20 @@ def overfilled(log: str) -> tuple[int, int, bool]:
     size_kib = int(log.split("size_kib=")[1].split()[0])
     written = int(log.split("written=")[1].split()[0])
     return size_kib, written, "wrote 20 MiB" in log
+
+
+def source_at(path: Path) -> str | None:
+    return mount_source(str(path))
+
+
+def fuse_clients_of(mount_point: Path) -> list[int]:
+    return fuse_client_pids(str(mount_point))
+
+
+def claim_directory(kube: Kube, namespace: str, backend: str) -> Path:
+    """The bound claim `data`'s directory, relative to the backend mount (as on each brick)."""
+    volume = scenario.bound_volume(kube, "data", namespace)
+    return Path(volume["spec"]["local"]["path"]).relative_to(MOUNTS_DIR / backend)
 
 
 def release_claim(kube: Kube, namespace: str, pod: str = "writer", claim: str = "data") -> None:

@@ -19,20 +19,24 @@ from typing import Any
 
 import pytest
 
-from stowage.agent.mounting import fuse_client_pids, mount_source, server_of
+from stowage.agent.mounting import server_of
 from stowage.drivers.placement import rendezvous_order
 from stowage_e2e import hosts, scenario
 from stowage_e2e.cluster import settings
 from stowage_e2e.gluster import GLUSTERD_PORT, GlusterCluster
 from stowage_e2e.helpers import (
+    MOUNTS_DIR,
     OVERFILL,
     backend_events,
+    claim_directory,
     events_about,
     finished_log,
+    fuse_clients_of,
     mount_label_of,
     overfilled,
     release_claim,
     restart_helper,
+    source_at,
     wait_for_label,
 )
 from stowage_e2e.hosts import TestHost
@@ -40,8 +44,6 @@ from stowage_e2e.install import Images
 from stowage_e2e.kube import Kube
 
 pytestmark = pytest.mark.e2e
-
-MOUNTS_DIR = Path("/var/lib/stowage/mounts")
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +59,6 @@ def gluster(cluster: object) -> Iterator[GlusterCluster]:
     finally:
         for host in servers:
             hosts.remove_host(host)
-
-
-def source_at(path: Path) -> str | None:
-    return mount_source(str(path))
-
-
-def claim_directory(kube: Kube, namespace: str, backend: str) -> Path:
-    """The bound claim `data`'s directory, relative to the backend mount (as on each brick)."""
-    volume = scenario.bound_volume(kube, "data", namespace)
-    return Path(volume["spec"]["local"]["path"]).relative_to(MOUNTS_DIR / backend)
 
 
 @pytest.fixture
@@ -207,10 +199,6 @@ def test_a_stale_mount_is_noticed_and_mounted_again(
     seen = [value for value in labels.communicate(timeout=10)[0].split() if value]
     assert "failed" in seen, f"the node label went {seen}"
     assert seen[-1] == "ready", seen
-
-
-def fuse_clients_of(mount_point: Path) -> list[int]:
-    return fuse_client_pids(str(mount_point))
 
 
 # Writes and reads back 1 MiB files for 45 s; any I/O error or mismatch fails the pod.

@@ -69,10 +69,16 @@ def test_roles_grant_no_wildcards(values: dict[str, Any]) -> None:
         assert "nonResourceURLs" not in rule
 
 
-def test_secrets_are_only_read_by_name() -> None:
-    for rule in rules_of(render()):
-        if "secrets" in rule["resources"]:
-            assert rule["verbs"] == ["get"]
+def test_secrets_are_only_read_by_name_and_written_in_the_helper_namespace() -> None:
+    """Cluster-wide, Secrets are read one by name (never listed or watched); the only Secrets
+    written are the helpers' copies of backend credentials, in the helper namespace."""
+    manifests = render(EVERYTHING_ON)
+    for kind, verbs in (("ClusterRole", ["get"]), ("Role", ["create", "patch"])):
+        for role in of_kind(manifests, kind):
+            for rule in role["rules"]:
+                if "secrets" in rule["resources"]:
+                    assert rule["verbs"] == verbs, role["metadata"]
+                    assert role["metadata"].get("namespace") in (None, "stowage-helpers")
 
 
 def test_every_role_is_bound_to_the_service_account_of_its_component() -> None:

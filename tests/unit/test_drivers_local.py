@@ -111,7 +111,9 @@ def test_cephfs_mount_secret_and_validation() -> None:
     mount = driver.host_mount(ref, "node-1")
     assert mount is not None
     assert mount.sources == ("10.0.0.21:6789,10.0.0.22:70000:/volumes",)
-    assert mount.options == ("mds_namespace=data", "secret=AQBx")
+    assert mount.fs_type == "ceph"
+    assert mount.options == ("secret=AQBx",)
+    assert mount.client_settings == (("client_fs", "data"),)
     [need] = driver.secret_requirements(ref)
     assert need.keys == ("userID", "userKey")
     found = problems(ref)

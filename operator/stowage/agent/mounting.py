@@ -14,7 +14,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,8 +85,30 @@ def mount_command(mount: HostMount, source: str) -> list[str]:
     return [*command, source, mount.mount_point]
 
 
+def last_words(output: str) -> str:
+    """What a failed mount said, shortened."""
+    return output.strip()[-300:]
+
+
+@dataclass(frozen=True)
+class MountClient:
+    """How a type's mount is made: the command for one source, and why it failed (from the
+    command's output). `mount(8)` with the kernel's or a mount helper's file system by default;
+    CephFS has its own (stowage.agent.ceph_fuse)."""
+
+    command: Callable[[HostMount, str], list[str]] = mount_command
+    explain: Callable[[str], str] = last_words
+
+
+MOUNT = MountClient()
+
+
 def mount_with_failover(
-    mount: HostMount, *, probe_timeout: float, mount_timeout: float
+    mount: HostMount,
+    *,
+    probe_timeout: float,
+    mount_timeout: float,
+    client: MountClient = MOUNT,
 ) -> MountResult:
     """Mounts from the first source whose server answers and whose mount succeeds."""
     os.makedirs(mount.mount_point, exist_ok=True)
@@ -99,7 +121,7 @@ def mount_with_failover(
             if reached != "ok":
                 attempts.append(Attempt(source, reached, time.monotonic() - started))
                 continue
-        outcome = run_mount(mount_command(mount, source), mount_timeout)
+        outcome = run_mount(client.command(mount, source), mount_timeout, client.explain)
         attempts.append(Attempt(source, outcome, time.monotonic() - started))
         if outcome == "mounted":
             return MountResult(source, tuple(attempts))
@@ -117,13 +139,15 @@ def in_order(mount: HostMount, hosts: Sequence[str]) -> HostMount:
     return dataclasses.replace(mount, sources=tuple(sorted(mount.sources, key=position)))
 
 
-def run_mount(command: Sequence[str], timeout: float) -> str:
+def run_mount(
+    command: Sequence[str], timeout: float, explain: Callable[[str], str] = last_words
+) -> str:
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return "mount failed: timed out"
     if result.returncode != 0:
-        return f"mount failed: {(result.stderr or result.stdout).strip()[-300:]}"
+        return f"mount failed: {explain(result.stderr + result.stdout)}"
     return "mounted"
 
 

@@ -21,15 +21,17 @@ from __future__ import annotations
 import base64
 import logging
 import random
+import shutil
 import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from types import FrameType
 
-from stowage.agent import git_checkout, mounting, node_volumes
+from stowage.agent import ceph_fuse, git_checkout, mounting, node_volumes
 from stowage.agent.claim_data import (
     NewDirectory,
     archive_directory_below,
@@ -68,7 +70,7 @@ from stowage.kube.resources import (
     SECRETS,
     STORAGE_BACKENDS,
 )
-from stowage.objects.helper_daemonset import helper_name
+from stowage.objects.helper_daemonset import CREDENTIALS_DIR, helper_name
 from stowage.reconcilers import driving
 from stowage.reconcilers.backend_state import parse_backend
 
@@ -87,6 +89,8 @@ PREPARATION_ERRORS = (
     node_volumes.NodeVolumeError,
     git_checkout.GitError,
 )
+# The helper's private state (in its container, not on the node): client configs, keyrings.
+PRIVATE_STATE = Path("/run/stowage")
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,8 @@ class AgentSettings:
     probe_timeout: float = 2.0
     mount_timeout: float = 30.0
     stat_timeout: float = 5.0
+    credentials: Path = Path(CREDENTIALS_DIR)
+    state: Path = PRIVATE_STATE
 
 
 class Agent:
@@ -203,11 +209,18 @@ class Agent:
             self._event(backend, warning=True, reason="MountStale", message=message)
         if time.monotonic() < self._next_mount_at:
             return False  # backing off: failing servers are not hammered by every node
-        result = mounting.mount_with_failover(
-            mounting.in_order(mount, self._assigned_order()),
-            probe_timeout=self._settings.probe_timeout,
-            mount_timeout=self._settings.mount_timeout,
-        )
+        try:
+            client = self.mount_client(mount)
+        except ceph_fuse.CredentialsError as error:
+            failed = mounting.Attempt(mount.sources[0], f"mount failed: {error}", 0.0)
+            result = mounting.MountResult(None, (failed,))
+        else:
+            result = mounting.mount_with_failover(
+                mounting.in_order(mount, self._assigned_order()),
+                probe_timeout=self._settings.probe_timeout,
+                mount_timeout=self._settings.mount_timeout,
+                client=client,
+            )
         tried = "; ".join(f"{a.source}: {a.outcome} ({a.seconds:.1f} s)" for a in result.attempts)
         seconds = sum(attempt.seconds for attempt in result.attempts)
         if result.mounted_from is None:
@@ -230,6 +243,18 @@ class Agent:
         if result.failovers:
             self._event(backend, warning=True, reason="MountFailedOver", message=message)
         return True
+
+    def mount_client(self, mount: HostMount) -> mounting.MountClient:
+        """How this backend is mounted: CephFS by ceph-fuse with the key of the helper's
+        Secret, everything else by mount(8)."""
+        if mount.fs_type == "ceph":
+            return ceph_fuse.client(
+                mount, self._settings.credentials, self._state(), self._settings.mount_timeout
+            )
+        return mounting.MOUNT
+
+    def _state(self) -> Path:
+        return self._settings.state / self._settings.backend
 
     def _assigned_order(self) -> list[str]:
         """This node's server order as the operator balanced it over all nodes; empty (the
@@ -481,6 +506,7 @@ class Agent:
             mounting.unmount(mount_point)
             logger.info("unmounted %s", mount_point)
         self._mount = None
+        shutil.rmtree(self._state(), ignore_errors=True)  # its keyring, if any
         self._set_label(None)
         self._metrics.unmounted()
         self._metrics.remove()

@@ -290,6 +290,8 @@ class HostMount:
     sources: tuple[str, ...]
     options: tuple[str, ...]
     mount_point: str
+    # Settings of a user-space client the type implies (ceph-fuse: Ceph config options).
+    client_settings: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

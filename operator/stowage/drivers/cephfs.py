@@ -1,11 +1,17 @@
-"""cephfs: a CephFS filesystem mounted on every node; a directory per claim (with a quota)."""
+"""cephfs: a CephFS filesystem mounted on every node; a directory per claim (with a quota).
+
+The helper mounts it with ceph-fuse, the user-space client (stowage.agent.ceph_fuse): it needs no
+kernel module, and its process outlives a helper restart as Gluster's does. The source is
+`monitors:/path`; the file system's name is a client setting (`client_fs`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 from stowage.api.backend import CephfsSpec, StorageType
-from stowage.drivers.base import BackendRef, Problem, SecretRequirement
+from stowage.drivers.base import BackendRef, HostMount, Problem, SecretRequirement
 from stowage.drivers.ceph import ceph_problems, ceph_user
 from stowage.drivers.local import SharedMountDriver
 
@@ -28,5 +34,6 @@ class CephfsDriver(SharedMountDriver[CephfsSpec]):
         monitors = ",".join(spec.monitors)
         return {monitors: f"{monitors}:{spec.path}"}
 
-    def type_mount_options(self, backend: BackendRef) -> tuple[str, ...]:
-        return (f"mds_namespace={self.type_spec(backend).fs_name}",)
+    def host_mount(self, backend: BackendRef, node: str) -> HostMount:
+        settings = (("client_fs", self.type_spec(backend).fs_name),)
+        return dataclasses.replace(super().host_mount(backend, node), client_settings=settings)

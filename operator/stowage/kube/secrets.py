@@ -1,4 +1,5 @@
-"""Secrets are read for one fact only: which keys they hold. Values never leave this module."""
+"""Secrets are read for which keys they hold, and copied key by key into the mount helpers'
+Secret (`secret_data`). Values are never decoded, logged or written anywhere but a Secret."""
 
 from __future__ import annotations
 
@@ -12,3 +13,15 @@ def secret_keys(kube: Kube, namespace: str, name: str) -> frozenset[str] | None:
     if secret is None:
         return None
     return frozenset(secret.get("data") or {}) | frozenset(secret.get("stringData") or {})
+
+
+def secret_data(
+    kube: Kube, namespace: str, name: str, keys: tuple[str, ...]
+) -> dict[str, str] | None:
+    """The base64 values of `keys` that the Secret holds, for a copy; None when it does not
+    exist."""
+    secret = kube.get(SECRETS, name, namespace)
+    if secret is None:
+        return None
+    data: dict[str, str] = secret.get("data") or {}
+    return {key: data[key] for key in keys if key in data}

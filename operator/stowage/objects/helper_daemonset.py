@@ -21,6 +21,9 @@ HELPER_COMPONENT = "helper"
 MAX_NAME_LENGTH = 57
 # Where the helper container sees the node's /sys/fs/cgroup.
 HOST_CGROUP_ROOT = "/host/sys/fs/cgroup"
+# Where the helper container sees the credentials of its backend (a Secret volume of the
+# operator's copy of the keys the backend's Secret holds, one file a key).
+CREDENTIALS_DIR = "/etc/stowage/credentials"
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,14 @@ def host_directory_volumes(
 
 
 def helper_daemonset(
-    backend: BackendRef, helper: HelperSettings, host_directories: Sequence[str] = ()
+    backend: BackendRef,
+    helper: HelperSettings,
+    host_directories: Sequence[str] = (),
+    *,
+    credentials: bool = False,
 ) -> dict[str, Any]:
+    """`credentials`: the backend's type needs a Secret's keys to mount; the pod gets the copy
+    that `helper_credentials_secret` makes, in CREDENTIALS_DIR, readable by the agent alone."""
     name = helper_name(backend.name)
     extra_volumes, extra_mounts = host_directory_volumes(host_directories)
     selector = {COMPONENT_LABEL: HELPER_COMPONENT, **backend_labels(backend.name)}
@@ -105,6 +114,13 @@ def helper_daemonset(
             *extra_volumes,
         ],
     }
+    if credentials:
+        pod_spec["containers"][0]["volumeMounts"].append(
+            {"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True}
+        )
+        # Optional: without the copy (its Secret is missing) the agent says so and the pod runs.
+        secret = {"secretName": name, "optional": True, "defaultMode": 0o400}
+        pod_spec["volumes"].append({"name": "credentials", "secret": secret})
     if mount.node_selector:
         pod_spec["nodeSelector"] = dict(mount.node_selector)
     if mount.tolerations:
@@ -134,4 +150,22 @@ def mount_order_config_map(
             "labels": {COMPONENT_LABEL: HELPER_COMPONENT, **backend_labels(backend.name)},
         },
         "data": order,
+    }
+
+
+def helper_credentials_secret(
+    backend: BackendRef, helper: HelperSettings, data: dict[str, str]
+) -> dict[str, Any]:
+    """The helpers' copy of the keys of the backend's Secret (base64 `data`, as read): a Secret
+    in the helper namespace, where pods can mount it, named like the DaemonSet."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": helper_name(backend.name),
+            "namespace": helper.namespace,
+            "labels": {COMPONENT_LABEL: HELPER_COMPONENT, **backend_labels(backend.name)},
+        },
+        "type": "Opaque",
+        "data": dict(data),
     }

@@ -23,10 +23,11 @@ from stowage.kube.resources import (
     CONFIG_MAPS,
     DAEMON_SETS,
     PERSISTENT_VOLUMES,
+    SECRETS,
     STORAGE_BACKENDS,
     STORAGE_CLASSES,
 )
-from stowage.kube.secrets import secret_keys
+from stowage.kube.secrets import secret_data, secret_keys
 from stowage.objects.helper_daemonset import HelperSettings
 from stowage.reconcilers import driving, indexes
 from stowage.reconcilers.applying import apply_drifted
@@ -181,10 +182,32 @@ class BackendReconciler:
         try:
             if order is not None:
                 await apply_drifted(self._runtime, CONFIG_MAPS, owned_manifest(order, body))
+            await self._sync_helper_credentials(body, model)
             await apply_drifted(self._runtime, DAEMON_SETS, daemonset)
         except ApiError as error:
             return f"helper of {metadata['namespace']}/{metadata['name']}: {error}"
         return None
+
+    async def _sync_helper_credentials(
+        self, body: Mapping[str, Any], model: StorageBackend
+    ) -> None:
+        """Copies the keys the helpers need from the backend's Secret into theirs (in the
+        helper namespace, which pods can mount); the copy follows changes of the original.
+        A missing original is reported by the Ready condition; the helpers then say why
+        they cannot mount."""
+        name = body["metadata"]["name"]
+        data: dict[str, str] = {}
+        for need in driving.secret_requirements(name, model):
+            keys = (*need.keys, *need.optional_keys)
+            found = await self._runtime.call(
+                secret_data, self._runtime.kube, need.namespace, need.name, keys
+            )
+            if found is None:
+                return
+            data.update(found)
+        manifest = driving.helper_credentials(name, model, self._helpers(), data)
+        if manifest is not None:
+            await apply_drifted(self._runtime, SECRETS, owned_manifest(manifest, body))
 
     def _helpers(self) -> HelperSettings:
         settings = self._runtime.settings

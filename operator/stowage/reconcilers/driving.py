@@ -38,6 +38,7 @@ from stowage.drivers.placement import bounded_assignment, rendezvous_order
 from stowage.kube import Json
 from stowage.objects.helper_daemonset import (
     HelperSettings,
+    helper_credentials_secret,
     helper_daemonset,
     mount_order_config_map,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "has_directory_quota",
     "has_helpers",
     "helper",
+    "helper_credentials",
     "helper_prepare_request",
     "helper_release_request",
     "host_mount",
@@ -77,6 +79,7 @@ class SecretNeed:
     namespace: str
     name: str
     keys: tuple[str, ...]
+    optional_keys: tuple[str, ...] = ()
 
 
 def _ref(name: str, model: StorageBackend) -> BackendRef:
@@ -91,7 +94,7 @@ def validate(name: str, model: StorageBackend) -> list[str]:
 def secret_requirements(name: str, model: StorageBackend) -> list[SecretNeed]:
     driver = driver_for(model.spec.storage_type)
     return [
-        SecretNeed(need.secret.namespace, need.secret.name, need.keys)
+        SecretNeed(need.secret.namespace, need.secret.name, need.keys, need.optional_keys)
         for need in driver.secret_requirements(_ref(name, model))
     ]
 
@@ -241,7 +244,18 @@ def helper(name: str, model: StorageBackend, settings: HelperSettings) -> Json |
         return None
     ref = _ref(name, model)
     directories = driver_for(model.spec.storage_type).host_directories(ref)
-    return helper_daemonset(ref, settings, directories)
+    credentials = bool(secret_requirements(name, model))
+    return helper_daemonset(ref, settings, directories, credentials=credentials)
+
+
+def helper_credentials(
+    name: str, model: StorageBackend, settings: HelperSettings, data: dict[str, str]
+) -> Json | None:
+    """The helpers' copy of the backend's credentials (`data`: the keys of its Secret that the
+    type needs, base64 as read); None for types whose helpers need none."""
+    if not has_helpers(model) or not secret_requirements(name, model):
+        return None
+    return helper_credentials_secret(_ref(name, model), settings, data)
 
 
 def node_volume(name: str, model: StorageBackend, volume: Mapping[str, Any]) -> NodeVolume | None:
