@@ -1,5 +1,6 @@
-"""Volumes the helper makes on its own node (emptyDir, gitRepo): a directory, a tmpfs of the
-claim's size on it, or a checkout bound onto it; and their removal on release.
+"""Volumes the helper makes on its own node (emptyDir, gitRepo, lvm): a directory, a tmpfs of
+the claim's size on it, a checkout bound onto it, or the file system of a logical volume
+mounted on it (a Block LV is the device alone); and their removal on release.
 
 A checkout is bound as it is: a read-only remount here would stay the helper's own (mount
 flags do not propagate to the node's copy). Pods get it read-only from the PV's mount option
@@ -14,11 +15,12 @@ them alone.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 
-from stowage.agent import mounting
+from stowage.agent import lvm, mounting
 from stowage.agent.claim_data import NewDirectory, make_directory_below, remove_directory_below
-from stowage.drivers.base import GitCheckout, NodeVolume
+from stowage.drivers.base import GitCheckout, LogicalVolume, NodeVolume
 
 # Checkouts are the helper's: readable by every pod user, writable by none.
 CHECKOUT_MODE = 0o755
@@ -53,6 +55,10 @@ def make(
 ) -> None:
     """Makes what is missing of the volume: its directory, then its tmpfs or its checkout
     (fetched by `sync_checkout`) bound onto it. A volume mounted already is left as it is."""
+    logical = volume.logical_volume
+    if logical is not None and logical.fs_type is None:
+        lvm.prepare(logical)  # a Block volume: the device is the volume
+        return
     # The root is the backend's own (below /var/lib/stowage, or the admin's emptyDir.basePath):
     # made as it is, unlike the directories below it.
     os.makedirs(volume.root, mode=ROOT_MODE, exist_ok=True)
@@ -61,6 +67,8 @@ def make(
         return
     if volume.tmpfs_bytes is not None:
         _mount(tmpfs_command(volume, new), f"tmpfs on {volume.path}", mount_timeout)
+    if logical is not None:
+        _mount_logical_volume(volume, logical, new, mount_timeout)
     if volume.checkout is not None:
         make_directory_below(volume.root, volume.checkout.path, NewDirectory(CHECKOUT_MODE))
         sync_checkout(volume.checkout)
@@ -68,11 +76,56 @@ def make(
         _mount(bind, f"binding the checkout onto {volume.path}", mount_timeout)
 
 
+def _mount_logical_volume(
+    volume: NodeVolume, logical: LogicalVolume, new: NewDirectory, mount_timeout: float
+) -> None:
+    """Creates, formats (when blank) and mounts the LV; a new file system's root gets the
+    claim directory's mode and owner."""
+    formatted = lvm.prepare(logical)
+    command = ["mount", "-t", str(logical.fs_type), logical.device, volume.path]
+    _mount(command, f"{logical.device} on {volume.path}", mount_timeout)
+    if formatted:
+        os.chmod(volume.path, new.mode)
+        if new.uid is not None or new.gid is not None:
+            os.chown(
+                volume.path, -1 if new.uid is None else new.uid, -1 if new.gid is None else new.gid
+            )
+
+
+def _unmount_checked(path: str) -> None:
+    """Unmounts, not lazily: an LV still in use must not be removed behind its user."""
+    if not mounting.is_mount_point(path):
+        return
+    outcome = subprocess.run(["umount", path], capture_output=True, text=True, check=False)
+    if outcome.returncode != 0:
+        raise NodeVolumeError(f"unmounting {path}: {mounting.last_words(outcome.stderr)}")
+
+
 def remove(volume: NodeVolume) -> bool:
-    """Unmounts the volume and deletes its directory and checkout; False if nothing was there."""
+    """Unmounts the volume and deletes its directory, checkout and logical volume; False if
+    nothing was there."""
+    logical = volume.logical_volume
+    if logical is not None:
+        if logical.fs_type is None:
+            return lvm.remove(logical)
+        _unmount_checked(volume.path)
+        found = remove_directory_below(volume.root, volume.path)
+        return lvm.remove(logical) or found
     if mounting.is_mount_point(volume.path):
         mounting.unmount(volume.path)
     found = remove_directory_below(volume.root, volume.path)
     if volume.checkout is not None:
         found = remove_directory_below(volume.root, volume.checkout.path) or found
     return found
+
+
+def archive(volume: NodeVolume, new_name: str) -> bool:
+    """Unmounts a logical volume and renames it `new_name` (its data kept for the admin);
+    False if it was gone. Other node volumes are recreated on demand, never archived."""
+    logical = volume.logical_volume
+    if logical is None:
+        raise ValueError("these volumes can only be deleted on release")
+    if logical.fs_type is not None:
+        _unmount_checked(volume.path)
+        remove_directory_below(volume.root, volume.path)
+    return lvm.rename(logical, new_name)

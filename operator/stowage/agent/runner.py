@@ -31,7 +31,7 @@ from functools import partial
 from pathlib import Path
 from types import FrameType
 
-from stowage.agent import ceph_fuse, git_checkout, mounting, node_volumes
+from stowage.agent import ceph_fuse, git_checkout, lvm, mounting, node_volumes
 from stowage.agent.claim_data import (
     NewDirectory,
     archive_directory_below,
@@ -57,6 +57,7 @@ from stowage.drivers.base import (
     GitCheckout,
     HostMount,
     NodeVolume,
+    capacity_annotation,
     mount_label,
 )
 from stowage.drivers.mounts import mount_point_of
@@ -88,6 +89,7 @@ PREPARATION_ERRORS = (
     driving.Unprovisionable,
     node_volumes.NodeVolumeError,
     git_checkout.GitError,
+    lvm.LvmError,
 )
 # The helper's private state (in its container, not on the node): client configs, keyrings.
 PRIVATE_STATE = Path("/run/stowage")
@@ -120,6 +122,7 @@ class Agent:
         self._detached_clients: list[int] = []
         self._metrics = AgentMetrics(settings.backend)
         self._last_claim_failure: dict[str, str] = {}  # by claim uid: one Event per failure
+        self._reported_free: int | None = None  # the volume group's, as last annotated
         self._synced: dict[str, float] = {}  # checkout path -> when it was last brought up to date
 
     def run(self) -> int:
@@ -402,8 +405,10 @@ class Agent:
         path = annotations.get(PATH_ANNOTATION, "")
         try:
             found = undo(action)
-        except (OSError, ValueError, KeyError) as error:
-            message = f"volume {name}: {action} of {path} failed on node {self._settings.node}"
+        except (*PREPARATION_ERRORS, KeyError) as error:
+            message = (
+                f"volume {name}: {action} of {path} failed on node {self._settings.node}: {error}"
+            )
             logger.error("%s: %s", message, error)
             self._event(backend, warning=True, reason="ReleaseFailed", message=message)
             return
@@ -418,6 +423,7 @@ class Agent:
         """Labels the node ready, makes the volumes the operator asks this node for, keeps
         this node's live volumes made and their checkouts in sync, wipes released ones."""
         self._set_label(MOUNT_READY)
+        self.report_capacity(model)
         self.prepare_claims(lambda claim: self.make_node_volume(model, claim))
         volumes = self._kube.list(
             PERSISTENT_VOLUMES, label_selector=f"{BACKEND_LABEL}={self._settings.backend}"
@@ -432,9 +438,27 @@ class Agent:
             if work is None:
                 continue
             if RELEASE_ANNOTATION in annotations:
-                self.release_volume(backend, volume, partial(wipe, work))
+                self.release_volume(backend, volume, partial(wipe, work, annotations))
             elif (volume.get("status") or {}).get("phase") != "Released":
                 self.keep_node_volume(model, volume, work)
+
+    def report_capacity(self, model: StorageBackend) -> None:
+        """Annotates the node with the free bytes of the backend's volume group here (0 when
+        the node has no such group), for the operator's choice of node; when it changes."""
+        group = driving.volume_group(self._settings.backend, model)
+        if group is None:
+            return
+        try:
+            free = lvm.free_bytes(group)
+        except lvm.LvmError as error:
+            logger.warning("node %s: %s", self._settings.node, error)
+            free = 0
+        if free == self._reported_free:
+            return
+        annotation = capacity_annotation(self._settings.backend)
+        patch = {"metadata": {"annotations": {annotation: str(free)}}}
+        self._kube.merge_patch(NODES, self._settings.node, patch)
+        self._reported_free = free
 
     def make_node_volume(self, model: StorageBackend, claim: Json) -> str:
         planned = self._claim_volume(model, claim, self._settings.node)
@@ -508,6 +532,12 @@ class Agent:
         self._mount = None
         shutil.rmtree(self._state(), ignore_errors=True)  # its keyring, if any
         self._set_label(None)
+        if self._reported_free is not None:
+            annotation = capacity_annotation(self._settings.backend)
+            self._kube.merge_patch(
+                NODES, self._settings.node, {"metadata": {"annotations": {annotation: None}}}
+            )
+            self._reported_free = None
         self._metrics.unmounted()
         self._metrics.remove()
 
@@ -545,11 +575,13 @@ def release_below(root: str, path: str, annotations: dict[str, str], action: str
     raise ValueError(f"unknown release action {action!r}")
 
 
-def wipe(volume: NodeVolume, action: str) -> bool:
-    """Unmounts and deletes a node's volume; its types are always deleted on release."""
-    if action != OnDelete.DELETE.value:
-        raise ValueError(f"release action {action!r}: these volumes can only be deleted")
-    return node_volumes.remove(volume)
+def wipe(volume: NodeVolume, annotations: dict[str, str], action: str) -> bool:
+    """Unmounts and deletes a node's volume; a logical volume may be archived instead."""
+    if action == OnDelete.DELETE.value:
+        return node_volumes.remove(volume)
+    if action == OnDelete.ARCHIVE.value and volume.logical_volume is not None:
+        return node_volumes.archive(volume, annotations[ARCHIVE_AS_ANNOTATION])
+    raise ValueError(f"release action {action!r}: these volumes can only be deleted")
 
 
 def is_going(backend: Json | None) -> bool:

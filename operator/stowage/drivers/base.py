@@ -308,17 +308,42 @@ class GitCheckout:
 
 
 @dataclass(frozen=True)
+class LogicalVolume:
+    """An LVM logical volume the helper creates in `volume_group` (in `thin_pool`, if set).
+
+    `fs_type` set: formatted (when blank) and mounted on the NodeVolume's path; None: a Block
+    volume, the PV's path is the device itself.
+    """
+
+    volume_group: str
+    name: str
+    size_bytes: int
+    fs_type: str | None = None
+    thin_pool: str | None = None
+
+    @property
+    def device(self) -> str:
+        return f"/dev/{self.volume_group}/{self.name}"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.volume_group}/{self.name}"
+
+
+@dataclass(frozen=True)
 class NodeVolume:
     """What the mount helper on the volume's node makes for it, and removes on release.
 
     The helper works only below `root`. `path` (the PV's) is a directory, with a tmpfs of
-    `tmpfs_bytes` mounted on it, or with `checkout` bound read-only onto it.
+    `tmpfs_bytes` mounted on it, with `checkout` bound read-only onto it, or with the file
+    system of `logical_volume` mounted on it; or, for a Block logical volume, its device.
     """
 
     root: str
     path: str
     tmpfs_bytes: int | None = None
     checkout: GitCheckout | None = None
+    logical_volume: LogicalVolume | None = None
 
 
 @dataclass(frozen=True)
@@ -370,6 +395,11 @@ class Driver(Protocol):
 
     def host_directories(self, backend: BackendRef) -> tuple[str, ...]:
         """Node directories outside /var/lib/stowage that the helper works in."""
+        ...
+
+    def volume_group(self, backend: BackendRef) -> str | None:
+        """The LVM volume group whose free bytes the helper reports on its node (as the node
+        annotation `capacity.stowage.io/<backend>`); None for other types."""
         ...
 
     def release(self, backend: BackendRef, volume: ProvisionedVolume) -> ReleasePlan: ...

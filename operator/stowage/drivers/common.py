@@ -180,6 +180,9 @@ class BaseDriver(Generic[SpecT]):
     def host_directories(self, backend: BackendRef) -> tuple[str, ...]:
         return ()
 
+    def volume_group(self, backend: BackendRef) -> str | None:
+        return None
+
     def persistent_volume_source(self, backend: BackendRef, plan: VolumePlan) -> dict[str, Any]:
         raise NotImplementedError
 

@@ -67,6 +67,7 @@ __all__ = [
     "storage_class",
     "validate",
     "volume_for_claim",
+    "volume_group",
 ]
 
 
@@ -262,6 +263,11 @@ def node_volume(name: str, model: StorageBackend, volume: Mapping[str, Any]) -> 
     """What the helper on a node-pinned volume's node makes for it; None for other types."""
     driver = driver_for(model.spec.storage_type)
     return driver.node_volume(_ref(name, model), ProvisionedVolume.from_manifest(volume))
+
+
+def volume_group(name: str, model: StorageBackend) -> str | None:
+    """The LVM volume group whose free bytes the helpers report on their nodes."""
+    return driver_for(model.spec.storage_type).volume_group(_ref(name, model))
 
 
 def _pinned_node(name: str, claim: Mapping[str, Any]) -> str | None:

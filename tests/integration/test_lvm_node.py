@@ -1,0 +1,231 @@
+"""The lvm helper's node work against real LVM: a volume group on a loop device made from a
+sparse file, and the helper's own functions (stowage.agent.lvm, node_volumes, the agent's
+claim preparation with a recording stand-in for the API server).
+
+What runs here: LV creation (extent-rounded, idempotent), the refusal of a claim too large or of
+a missing volume group, the PreparationFailed Event on the claim, the free-space report,
+removal and archive. This machine has no device-mapper, so no LV can be activated: activation,
+wiping, mkfs and the mount are called for real and must fail with a message naming
+device-mapper; they run end to end only where a kernel has device-mapper (the kind path).
+Needs root and lvm2; everything made is removed by exact name, whatever happens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stowage.agent import lvm, node_volumes
+from stowage.agent.claim_data import NewDirectory
+from stowage.agent.runner import Agent, AgentSettings
+from stowage.api.backend import StorageBackend
+from stowage.drivers.base import LogicalVolume, NodeVolume
+from stowage.kube.resources import EVENTS, NODES, PERSISTENT_VOLUME_CLAIMS
+from stowage.reconcilers import driving
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="LVM on a loop device needs root"),
+    pytest.mark.skipif(shutil.which("lvcreate") is None, reason="lvm2 is not installed"),
+]
+
+MiB = 2**20
+VG_BYTES = 64 * MiB
+
+
+def run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def volume_group(tmp_path: Path) -> Iterator[str]:
+    """A volume group of its own on a loop device; removed with its LVs afterwards."""
+    name = f"stowagetest{os.getpid()}"
+    image = tmp_path / "pv.img"
+    with open(image, "wb") as sparse:
+        sparse.truncate(VG_BYTES + 4 * MiB)  # room for the LVM label and metadata
+    attached = run("losetup", "--find", "--show", str(image))
+    assert attached.returncode == 0, attached.stderr
+    loop = attached.stdout.strip()
+    try:
+        for command in (
+            lvm.lvm_command("pvcreate", loop),
+            lvm.lvm_command("vgcreate", name, loop),
+        ):
+            made = run(*command)
+            assert made.returncode == 0, made.stderr
+        yield name
+    finally:
+        run(*lvm.lvm_command("vgremove", "-f", name))
+        run(*lvm.lvm_command("pvremove", "-f", loop))
+        run("losetup", "-d", loop)
+
+
+def lv_sizes(volume_group: str) -> dict[str, int]:
+    listed = run(
+        *lvm.lvm_command(
+            "lvs",
+            "--noheadings",
+            "--units",
+            "b",
+            "--nosuffix",
+            "-o",
+            "lv_name,lv_size",
+            volume_group,
+        )
+    )
+    assert listed.returncode == 0, listed.stderr
+    return {name: int(size) for name, size in (line.split() for line in listed.stdout.splitlines())}
+
+
+def block_lv(
+    volume_group: str, name: str = "apps-data-1234", size: int = 10 * MiB
+) -> LogicalVolume:
+    return LogicalVolume(volume_group=volume_group, name=name, size_bytes=size)
+
+
+def test_an_lv_is_created_once_with_the_claims_size_rounded_to_extents(volume_group: str) -> None:
+    volume = block_lv(volume_group, size=10_000_000)  # not even a multiple of 512
+    assert lvm.create(volume) is True
+    assert lv_sizes(volume_group) == {volume.name: 12 * MiB}  # three 4 MiB extents
+    assert lvm.free_bytes(volume_group) == VG_BYTES - 12 * MiB
+
+    assert lvm.create(volume) is False  # the same claim again: the LV is reused
+    assert lv_sizes(volume_group) == {volume.name: 12 * MiB}
+
+
+def test_a_claim_too_large_or_a_missing_group_is_refused_in_words(volume_group: str) -> None:
+    with pytest.raises(
+        lvm.LvmError, match=f"Insufficient free space in volume group {volume_group}"
+    ):
+        lvm.create(block_lv(volume_group, size=VG_BYTES + MiB))
+    with pytest.raises(lvm.LvmError, match="volume group no-such-vg is not on this node"):
+        lvm.create(block_lv("no-such-vg"))
+    assert lv_sizes(volume_group) == {}
+
+
+def test_removal_frees_the_space_and_archive_keeps_the_lv_under_its_new_name(
+    volume_group: str,
+) -> None:
+    kept, removed = block_lv(volume_group, "apps-kept-1"), block_lv(volume_group, "apps-gone-2")
+    lvm.create(kept)
+    lvm.create(removed)
+    assert lvm.free_bytes(volume_group) == VG_BYTES - 24 * MiB  # 10 MiB is 12 MiB in extents
+
+    gone = NodeVolume(f"/dev/{volume_group}", removed.device, logical_volume=removed)
+    assert node_volumes.remove(gone) is True
+    assert node_volumes.remove(gone) is False  # nothing left to do
+    assert lvm.free_bytes(volume_group) == VG_BYTES - 12 * MiB
+
+    archived = NodeVolume(f"/dev/{volume_group}", kept.device, logical_volume=kept)
+    assert node_volumes.archive(archived, "archived-apps-kept-1") is True
+    assert lv_sizes(volume_group) == {"archived-apps-kept-1": 12 * MiB}
+
+
+def test_activation_mkfs_and_mount_need_device_mapper(volume_group: str, tmp_path: Path) -> None:
+    if lvm.device_mapper_present():
+        pytest.skip("this kernel has device-mapper: the whole path runs in the e2e suite")
+    formatted = dataclasses.replace(block_lv(volume_group), fs_type="ext4")
+    volume = NodeVolume(str(tmp_path), str(tmp_path / formatted.name), logical_volume=formatted)
+    with pytest.raises(lvm.LvmError, match="no device-mapper") as failure:
+        node_volumes.make(volume, NewDirectory(0o770), lambda checkout: None, mount_timeout=10)
+    assert f"{volume_group}/{formatted.name} cannot be activated" in str(failure.value)
+    # Every step before activation was done, and will not be done twice.
+    assert lv_sizes(volume_group) == {formatted.name: 12 * MiB}
+    assert not os.path.ismount(volume.path)
+
+
+class RecordingKube:
+    """The API calls the agent makes, answered from a few objects and recorded."""
+
+    def __init__(self, backend: dict[str, Any], claims: list[dict[str, Any]]) -> None:
+        self.backend = backend
+        self.claims = claims
+        self.patches: list[tuple[str, str, dict[str, Any]]] = []
+        self.events: list[dict[str, Any]] = []
+
+    def get(self, resource: Any, name: str, namespace: str | None = None) -> Any:
+        return self.backend
+
+    def list(self, resource: Any, **_: Any) -> list[dict[str, Any]]:
+        return self.claims if resource == PERSISTENT_VOLUME_CLAIMS else []
+
+    def merge_patch(
+        self, resource: Any, name: str, patch: Any, namespace: str | None = None
+    ) -> Any:
+        self.patches.append((resource.kind, name, patch))
+        return {}
+
+    def create(self, resource: Any, manifest: dict[str, Any], namespace: str | None = None) -> Any:
+        assert resource == EVENTS
+        self.events.append(manifest)
+        return manifest
+
+
+def lvm_backend(volume_group: str) -> tuple[dict[str, Any], StorageBackend]:
+    manifest = {"metadata": {"name": "fast"}, "spec": {"lvm": {"volumeGroup": volume_group}}}
+    return manifest, StorageBackend.model_validate({"spec": manifest["spec"]})
+
+
+def block_claim(model: StorageBackend, name: str, size: str) -> dict[str, Any]:
+    storage_class = driving.storage_class("fast", model)["metadata"]["name"]
+    return {
+        "metadata": {
+            "namespace": "apps",
+            "name": name,
+            "uid": f"0000-{name}",
+            "labels": {"stowage.io/prepare": "fast"},
+            "annotations": {"stowage.io/prepare-on": "node-a"},
+        },
+        "spec": {
+            "storageClassName": storage_class,
+            "accessModes": ["ReadWriteOnce"],
+            "volumeMode": "Block",
+            "resources": {"requests": {"storage": size}},
+        },
+    }
+
+
+def test_the_helper_reports_free_space_and_tells_the_claim_why_its_volume_failed(
+    volume_group: str,
+) -> None:
+    manifest, model = lvm_backend(volume_group)
+    fits, too_large = block_claim(model, "fits", "8Mi"), block_claim(model, "huge", "1Gi")
+    kube = RecordingKube(manifest, [fits, too_large])
+    agent = Agent(kube, AgentSettings(backend="fast", node="node-a"))  # type: ignore[arg-type]
+
+    agent.serve_node_volumes(manifest, model)
+
+    capacity = [
+        patch
+        for kind, _, patch in kube.patches
+        if kind == NODES.kind and "annotations" in patch["metadata"]
+    ]
+    assert capacity == [{"metadata": {"annotations": {"capacity.stowage.io/fast": str(VG_BYTES)}}}]
+    reasons = {event["involvedObject"]["name"]: event for event in kube.events}
+    assert reasons["huge"]["reason"] == "PreparationFailed"
+    assert "Insufficient free space in volume group" in reasons["huge"]["message"]
+    if not lvm.device_mapper_present():
+        # The fitting claim's LV was created; its activation is what this kernel cannot do.
+        assert reasons["fits"]["reason"] == "PreparationFailed"
+        assert "no device-mapper" in reasons["fits"]["message"]
+        assert list(lv_sizes(volume_group).values()) == [8 * MiB]
+    # Neither claim is reported made: the operator creates no PV for them.
+    assert not [patch for kind, _, patch in kube.patches if kind == PERSISTENT_VOLUME_CLAIMS.kind]
+
+    agent.serve_node_volumes(manifest, model)  # the next round: no new Event, no second LV
+    assert len(kube.events) == 2 if not lvm.device_mapper_present() else 1
+    assert len(lv_sizes(volume_group)) == 1
+    capacity_now = [
+        p for k, _, p in kube.patches if k == NODES.kind and "annotations" in p["metadata"]
+    ]
+    assert capacity_now[-1]["metadata"]["annotations"]["capacity.stowage.io/fast"] == str(
+        VG_BYTES - 8 * MiB
+    )
