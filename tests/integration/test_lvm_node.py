@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from stowage.api.backend import StorageBackend
 from stowage.drivers.base import LogicalVolume, NodeVolume
 from stowage.kube.resources import EVENTS, NODES, PERSISTENT_VOLUME_CLAIMS
 from stowage.reconcilers import driving
+from stowage_e2e.lvm_groups import loop_volume_group, lv_sizes
 
 pytestmark = [
     pytest.mark.integration,
@@ -40,49 +40,12 @@ MiB = 2**20
 VG_BYTES = 64 * MiB
 
 
-def run(*command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, check=False)
-
-
 @pytest.fixture
 def volume_group(tmp_path: Path) -> Iterator[str]:
     """A volume group of its own on a loop device; removed with its LVs afterwards."""
     name = f"stowagetest{os.getpid()}"
-    image = tmp_path / "pv.img"
-    with open(image, "wb") as sparse:
-        sparse.truncate(VG_BYTES + 4 * MiB)  # room for the LVM label and metadata
-    attached = run("losetup", "--find", "--show", str(image))
-    assert attached.returncode == 0, attached.stderr
-    loop = attached.stdout.strip()
-    try:
-        for command in (
-            lvm.lvm_command("pvcreate", loop),
-            lvm.lvm_command("vgcreate", name, loop),
-        ):
-            made = run(*command)
-            assert made.returncode == 0, made.stderr
+    with loop_volume_group(tmp_path, name, VG_BYTES):
         yield name
-    finally:
-        run(*lvm.lvm_command("vgremove", "-f", name))
-        run(*lvm.lvm_command("pvremove", "-f", loop))
-        run("losetup", "-d", loop)
-
-
-def lv_sizes(volume_group: str) -> dict[str, int]:
-    listed = run(
-        *lvm.lvm_command(
-            "lvs",
-            "--noheadings",
-            "--units",
-            "b",
-            "--nosuffix",
-            "-o",
-            "lv_name,lv_size",
-            volume_group,
-        )
-    )
-    assert listed.returncode == 0, listed.stderr
-    return {name: int(size) for name, size in (line.split() for line in listed.stdout.splitlines())}
 
 
 def block_lv(
