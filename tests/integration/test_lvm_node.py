@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,34 @@ def test_activation_mkfs_and_mount_need_device_mapper(volume_group: str, tmp_pat
     # Every step before activation was done, and will not be done twice.
     assert lv_sizes(volume_group) == {formatted.name: 12 * MiB}
     assert not os.path.ismount(volume.path)
+
+
+@pytest.mark.parametrize("fs_type", ["ext4", "xfs"])
+def test_a_blank_device_is_formatted_once_and_never_over_its_data(
+    fs_type: str, tmp_path: Path
+) -> None:
+    """The step after activation, on a plain file standing for the LV's device (mkfs and
+    blkid need no device-mapper)."""
+    device = tmp_path / "device"
+    with open(device, "wb") as sparse:
+        sparse.truncate(320 * MiB)  # mkfs.xfs wants 300 MiB at least
+    assert lvm.format_blank(fs_type, str(device)) is True
+    assert lvm.has_file_system(str(device))
+    made = fs_identity(device)
+    assert made.endswith(f" {fs_type}")
+    assert lvm.format_blank(fs_type, str(device)) is False  # formatted already: left as it is
+    assert fs_identity(device) == made
+
+
+def fs_identity(device: Path) -> str:
+    """The file system's UUID and type (a new mkfs would change the UUID)."""
+    found = subprocess.run(
+        ["blkid", "-p", "-o", "value", "-s", "TYPE", "-s", "UUID", str(device)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return " ".join(found.stdout.split())
 
 
 class RecordingKube:

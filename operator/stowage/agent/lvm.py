@@ -177,25 +177,23 @@ def has_file_system(device: str) -> bool:
     return bool(result.stdout.strip())
 
 
-def format_blank(volume: LogicalVolume) -> bool:
-    """Makes the LV's file system unless it has one; True when it made it."""
-    if volume.fs_type is None or has_file_system(volume.device):
+def format_blank(fs_type: str, device: str) -> bool:
+    """Makes a file system of `fs_type` on the device unless it has one (its data is never
+    formatted over); True when it made it."""
+    if has_file_system(device):
         return False
-    _checked(
-        mkfs_command(volume.fs_type, volume.device),
-        f"mkfs.{volume.fs_type} on {volume.device}",
-        MKFS_TIMEOUT,
-    )
+    _checked(mkfs_command(fs_type, device), f"mkfs.{fs_type} on {device}", MKFS_TIMEOUT)
     return True
 
 
 def prepare(volume: LogicalVolume) -> bool:
     """The LV created, active and blanked, formatted when it has a file system type; True
     when its file system is new (its root gets the claim directory's mode and owner)."""
-    create(volume)
-    activate(volume)
+    if not os.path.exists(volume.device):  # else created and active: a helper's round is cheap
+        create(volume)
+        activate(volume)
     blank_once(volume)
-    return format_blank(volume)
+    return volume.fs_type is not None and format_blank(volume.fs_type, volume.device)
 
 
 def _exists(volume: LogicalVolume) -> bool:
