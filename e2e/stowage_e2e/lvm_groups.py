@@ -5,6 +5,7 @@ name (the group with its LVs, the physical volume, the loop device), whatever ha
 from __future__ import annotations
 
 import subprocess
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,8 @@ from stowage.agent import lvm
 
 # Room for the LVM label and metadata besides the group's extents.
 METADATA_BYTES = 4 * 2**20
+# The tests' groups: 16 extents of 4 MiB.
+TEST_GROUP_BYTES = 64 * 2**20
 
 
 def _run(*command: str) -> subprocess.CompletedProcess[str]:
@@ -44,6 +47,14 @@ def loop_volume_group(directory: Path, name: str, size_bytes: int) -> Iterator[s
         _run(*lvm.lvm_command("pvremove", "-f", loop))
         _run("losetup", "-d", loop)
         image.unlink(missing_ok=True)
+
+
+@contextmanager
+def throwaway_volume_group(directory: Path) -> Iterator[str]:
+    """A volume group of TEST_GROUP_BYTES with a name of its own; yields the name."""
+    name = f"stowagetest-{uuid.uuid4().hex[:8]}"
+    with loop_volume_group(directory, name, TEST_GROUP_BYTES):
+        yield name
 
 
 def lv_sizes(volume_group: str) -> dict[str, int]:

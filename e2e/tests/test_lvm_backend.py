@@ -35,7 +35,7 @@ from stowage_e2e.helpers import (
 )
 from stowage_e2e.install import Images
 from stowage_e2e.kube import Kube
-from stowage_e2e.lvm_groups import loop_volume_group, lv_sizes
+from stowage_e2e.lvm_groups import TEST_GROUP_BYTES, lv_sizes, throwaway_volume_group
 
 pytestmark = [
     pytest.mark.e2e,
@@ -49,13 +49,12 @@ pytestmark = [
 ]
 
 MiB = 2**20
-VG_BYTES = 64 * MiB
+VG_BYTES = TEST_GROUP_BYTES
 
 
 @pytest.fixture
 def volume_group(tmp_path: Path) -> Iterator[str]:
-    name = f"stowage-e2e-{uuid.uuid4().hex[:6]}"
-    with loop_volume_group(tmp_path, name, VG_BYTES):
+    with throwaway_volume_group(tmp_path) as name:
         yield name
 
 

@@ -29,7 +29,7 @@ from stowage.api.backend import StorageBackend
 from stowage.drivers.base import LogicalVolume, NodeVolume
 from stowage.kube.resources import EVENTS, NODES, PERSISTENT_VOLUME_CLAIMS
 from stowage.reconcilers import driving
-from stowage_e2e.lvm_groups import loop_volume_group, lv_sizes
+from stowage_e2e.lvm_groups import TEST_GROUP_BYTES, lv_sizes, throwaway_volume_group
 
 pytestmark = [
     pytest.mark.integration,
@@ -38,14 +38,12 @@ pytestmark = [
 ]
 
 MiB = 2**20
-VG_BYTES = 64 * MiB
+VG_BYTES = TEST_GROUP_BYTES
 
 
 @pytest.fixture
 def volume_group(tmp_path: Path) -> Iterator[str]:
-    """A volume group of its own on a loop device; removed with its LVs afterwards."""
-    name = f"stowagetest{os.getpid()}"
-    with loop_volume_group(tmp_path, name, VG_BYTES):
+    with throwaway_volume_group(tmp_path) as name:
         yield name
 
 
