@@ -1,5 +1,5 @@
 """`stowage agent`: keeps one backend mounted on this node and its claims' directories made;
-or, for types whose volumes live on one node (emptyDir, gitRepo), makes those of this node.
+or, for types whose volumes live on one node (emptyDir, gitRepo, lvm), makes those of this node.
 
 Every `interval` seconds: read the backend, make sure its mount is there and answers (else
 mount it again through the failover order), label the node `mount.stowage.io/<backend>` with
@@ -11,9 +11,11 @@ restart; a restarted agent adopts the healthy mount it finds. When the backend i
 agent is stopped while its backend is being deleted, it unmounts and removes the label.
 
 Node-pinned types have no backend mount: the agent labels the node `ready` as it runs, makes
-each volume the operator asks this node for (a directory, a tmpfs, a read-only checkout; see
-stowage.agent.node_volumes), makes again what a node restart took (tmpfs, bind mounts), brings
-checkouts up to date every syncPeriod, and wipes the volumes of this node that are released.
+each volume the operator asks this node for (a directory, a tmpfs, a read-only checkout, a
+logical volume; see stowage.agent.node_volumes), makes again what a node restart took (tmpfs,
+bind mounts, LV activation and mounts), brings checkouts up to date every syncPeriod, wipes the
+volumes of this node that are released (an LV may be archived instead), and for lvm annotates
+the node with the volume group's free bytes.
 """
 
 from __future__ import annotations
