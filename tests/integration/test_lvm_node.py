@@ -1,6 +1,6 @@
 """The lvm helper's node work against real LVM: a volume group on a loop device made from a
 sparse file, and the helper's own functions (stowage.agent.lvm, node_volumes, the agent's
-claim preparation with a recording stand-in for the API server).
+claim preparation against the real API server).
 
 What runs here: LV creation (extent-rounded, idempotent), the refusal of a claim too large or of
 a missing volume group, the PreparationFailed Event on the claim, the free-space report,
@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from itkit import Api, unique
 
 from stowage.agent import lvm, node_volumes
 from stowage.agent.claim_data import NewDirectory
 from stowage.agent.runner import Agent, AgentSettings
 from stowage.api.backend import StorageBackend
 from stowage.drivers.base import LogicalVolume, NodeVolume
-from stowage.kube.resources import EVENTS, NODES, PERSISTENT_VOLUME_CLAIMS
+from stowage.kube.resources import NODES, PERSISTENT_VOLUME_CLAIMS
 from stowage.reconcilers import driving
 from stowage_e2e.lvm_groups import TEST_GROUP_BYTES, lv_sizes, throwaway_volume_group
 
@@ -132,47 +133,25 @@ def fs_identity(device: Path) -> str:
     return " ".join(found.stdout.split())
 
 
-class RecordingKube:
-    """The API calls the agent makes, answered from a few objects and recorded."""
-
-    def __init__(self, backend: dict[str, Any], claims: list[dict[str, Any]]) -> None:
-        self.backend = backend
-        self.claims = claims
-        self.patches: list[tuple[str, str, dict[str, Any]]] = []
-        self.events: list[dict[str, Any]] = []
-
-    def get(self, resource: Any, name: str, namespace: str | None = None) -> Any:
-        return self.backend
-
-    def list(self, resource: Any, **_: Any) -> list[dict[str, Any]]:
-        return self.claims if resource == PERSISTENT_VOLUME_CLAIMS else []
-
-    def merge_patch(
-        self, resource: Any, name: str, patch: Any, namespace: str | None = None
-    ) -> Any:
-        self.patches.append((resource.kind, name, patch))
-        return {}
-
-    def create(self, resource: Any, manifest: dict[str, Any], namespace: str | None = None) -> Any:
-        assert resource == EVENTS
-        self.events.append(manifest)
-        return manifest
-
-
-def lvm_backend(volume_group: str) -> tuple[dict[str, Any], StorageBackend]:
-    manifest = {"metadata": {"name": "fast"}, "spec": {"lvm": {"volumeGroup": volume_group}}}
+def lvm_backend(name: str, volume_group: str) -> tuple[dict[str, Any], StorageBackend]:
+    manifest = {"metadata": {"name": name}, "spec": {"lvm": {"volumeGroup": volume_group}}}
     return manifest, StorageBackend.model_validate({"spec": manifest["spec"]})
 
 
-def block_claim(model: StorageBackend, name: str, size: str) -> dict[str, Any]:
-    storage_class = driving.storage_class("fast", model)["metadata"]["name"]
+def block_claim(
+    backend: str, model: StorageBackend, namespace: str, node: str, name: str, size: str
+) -> dict[str, Any]:
+    """A claim of the backend's class that the operator has asked the helper on `node` to
+    make a volume for."""
+    storage_class = driving.storage_class(backend, model)["metadata"]["name"]
     return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
         "metadata": {
-            "namespace": "apps",
+            "namespace": namespace,
             "name": name,
-            "uid": f"0000-{name}",
-            "labels": {"stowage.io/prepare": "fast"},
-            "annotations": {"stowage.io/prepare-on": "node-a"},
+            "labels": {"stowage.io/prepare": backend},
+            "annotations": {"stowage.io/prepare-on": node},
         },
         "spec": {
             "storageClassName": storage_class,
@@ -183,39 +162,54 @@ def block_claim(model: StorageBackend, name: str, size: str) -> dict[str, Any]:
     }
 
 
+@pytest.fixture
+def node(api: Api) -> Iterator[str]:
+    """A node of the cluster, for the helper to report on; its annotations are put back."""
+    name: str = api.kube.list(NODES)[0]["metadata"]["name"]
+    yield name
+    annotations = (api.get(NODES, name) or {})["metadata"].get("annotations") or {}
+    reported = {key: None for key in annotations if key.startswith("capacity.stowage.io/lvm-")}
+    if reported:
+        api.kube.merge_patch(NODES, name, {"metadata": {"annotations": reported}})
+
+
 def test_the_helper_reports_free_space_and_tells_the_claim_why_its_volume_failed(
-    volume_group: str,
+    volume_group: str, api: Api, namespace: str, node: str
 ) -> None:
-    manifest, model = lvm_backend(volume_group)
-    fits, too_large = block_claim(model, "fits", "8Mi"), block_claim(model, "huge", "1Gi")
-    kube = RecordingKube(manifest, [fits, too_large])
-    agent = Agent(kube, AgentSettings(backend="fast", node="node-a"))  # type: ignore[arg-type]
+    """Against the real API server: the claims, the node and the Events are real objects."""
+    backend = unique("lvm")
+    manifest, model = lvm_backend(backend, volume_group)
+    for name, size in (("fits", "8Mi"), ("huge", "1Gi")):
+        api.kube.create(
+            PERSISTENT_VOLUME_CLAIMS, block_claim(backend, model, namespace, node, name, size)
+        )
+    agent = Agent(api.kube, AgentSettings(backend=backend, node=node))
 
     agent.serve_node_volumes(manifest, model)
 
-    capacity = [
-        patch
-        for kind, _, patch in kube.patches
-        if kind == NODES.kind and "annotations" in patch["metadata"]
-    ]
-    assert capacity == [{"metadata": {"annotations": {"capacity.stowage.io/fast": str(VG_BYTES)}}}]
-    reasons = {event["involvedObject"]["name"]: event for event in kube.events}
-    assert reasons["huge"]["reason"] == "PreparationFailed"
-    assert "Insufficient free space in volume group" in reasons["huge"]["message"]
+    def reported() -> str:
+        annotations = (api.get(NODES, node) or {})["metadata"].get("annotations") or {}
+        return str(annotations.get(f"capacity.stowage.io/{backend}"))
+
+    assert reported() == str(VG_BYTES)
+
+    def failures(claim: str) -> list[dict[str, Any]]:
+        """The helper's Events on the claim (the cluster's own say its class is unknown)."""
+        events = api.events("PersistentVolumeClaim", claim, namespace)
+        return [event for event in events if event["reason"] == "PreparationFailed"]
+
+    (huge,) = failures("huge")
+    assert "Insufficient free space in volume group" in huge["message"]
     if not lvm.device_mapper_present():
         # The fitting claim's LV was created; its activation is what this kernel cannot do.
-        assert reasons["fits"]["reason"] == "PreparationFailed"
-        assert "no device-mapper" in reasons["fits"]["message"]
+        (fits,) = failures("fits")
+        assert "no device-mapper" in fits["message"]
         assert list(lv_sizes(volume_group).values()) == [8 * MiB]
-    # Neither claim is reported made: the operator creates no PV for them.
-    assert not [patch for kind, _, patch in kube.patches if kind == PERSISTENT_VOLUME_CLAIMS.kind]
+    # Neither claim is marked made: the operator creates no PV for them.
+    for name in ("fits", "huge"):
+        claim = api.get(PERSISTENT_VOLUME_CLAIMS, name, namespace) or {}
+        assert "stowage.io/prepared-by" not in (claim["metadata"].get("annotations") or {})
 
-    agent.serve_node_volumes(manifest, model)  # the next round: no new Event, no second LV
-    assert len(kube.events) == 2 if not lvm.device_mapper_present() else 1
+    agent.serve_node_volumes(manifest, model)  # the next round: no second LV
     assert len(lv_sizes(volume_group)) == 1
-    capacity_now = [
-        p for k, _, p in kube.patches if k == NODES.kind and "annotations" in p["metadata"]
-    ]
-    assert capacity_now[-1]["metadata"]["annotations"]["capacity.stowage.io/fast"] == str(
-        VG_BYTES - 8 * MiB
-    )
+    assert reported() == str(VG_BYTES - 8 * MiB)
