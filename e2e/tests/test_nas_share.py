@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -350,3 +351,39 @@ def test_with_two_replicas_the_standby_takes_over_when_the_active_server_goes(
         what=f"Ready naming {standby} as the active server",
     )
     assert condition(final, "Ready")["status"] == "True"
+
+
+def kernel_has_nfs_client() -> bool:
+    filesystems = Path("/proc/filesystems").read_text().split()
+    return "nfs4" in filesystems or "nfs" in filesystems
+
+
+@pytest.mark.skipif(
+    not kernel_has_nfs_client(),
+    reason="this kernel has no NFS client (no nfs in /proc/filesystems), so the kubelet cannot "
+    "mount the share's claim here; the kind workflow runs this test",
+)
+def test_pods_mount_the_share_s_claim_and_see_each_other_s_files(
+    kube: Kube, namespace: str, backend: str, stowage_installed: Images
+) -> None:
+    """The kubelet mounts the ReadWriteMany claim from the node (whose address the rule
+    names: any, here)."""
+    kube.apply(nas_share(backend, [{"cidr": "0.0.0.0/0", "squash": "NoSquash"}]), namespace)
+    wait_serving(kube, namespace)
+    volume = {"name": "share", "persistentVolumeClaim": {"claimName": SHARE}}
+    mount = {"name": "share", "mountPath": "/share"}
+    image = stowage_installed.helper
+    writes = ["sh", "-c", "echo from-pod > /share/hello.txt && cat /share/hello.txt"]
+    phase, log = kube.run_pod(
+        "writer", namespace, image, writes, volumes=[volume], volume_mounts=[mount]
+    )
+    assert (phase, log.strip()) == ("Succeeded", "from-pod")
+    phase, log = kube.run_pod(
+        "reader",
+        namespace,
+        image,
+        ["cat", "/share/hello.txt"],
+        volumes=[volume],
+        volume_mounts=[mount],
+    )
+    assert (phase, log.strip()) == ("Succeeded", "from-pod")
