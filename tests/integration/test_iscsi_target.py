@@ -158,3 +158,36 @@ def test_bad_input_is_reported_on_the_backend(
     wipe = backends("tgt-wipe", pool_spec(target, secret, namespace, wipeOnDelete=True))
     invalid = api.wait_condition(wipe, status="False", reason="InvalidSpec")
     assert "wipeOnDelete" in invalid["message"]
+
+    # The portal is probed with a TCP connect from the operator: Degraded while it fails.
+    secret = chap_secret(api, namespace, CHAP_USER, CHAP_PASSWORD)
+    probed = backends("tgt-probed", pool_spec(target, secret, namespace))
+    api.wait_condition(probed, status="True", reason="Available")
+    wait_for(lambda: degraded(api, probed) == ("False", "AsExpected"), what="not Degraded")
+    target.host.cut_off()
+    try:
+        wait_for(
+            lambda: degraded(api, probed)[1] == "PortalUnreachable",
+            timeout=30,
+            what="Degraded PortalUnreachable while the target's host is cut off",
+        )
+        message = (api.condition(probed, "Degraded") or {})["message"]
+        assert f"{target.portal}: no answer within 2 s" in message, message
+    finally:
+        target.host.restore()
+    wait_for(lambda: degraded(api, probed) == ("False", "AsExpected"), what="Degraded cleared")
+    refused = backends(
+        "tgt-refused", pool_spec(target, secret, namespace, portals=[f"{target.host.ip}:3261"])
+    )
+    wait_for(
+        lambda: degraded(api, refused)[1] == "PortalUnreachable",
+        what="Degraded PortalUnreachable for a port nothing listens on",
+    )
+    message = (api.condition(refused, "Degraded") or {})["message"]
+    assert f"{target.host.ip}:3261: connection refused" in message, message
+    # What the operator cannot see: a wrong CHAP password (only a login would tell).
+
+
+def degraded(api: Api, backend: str) -> tuple[str, str]:
+    condition = api.condition(backend, "Degraded") or {}
+    return condition.get("status", ""), condition.get("reason", "")

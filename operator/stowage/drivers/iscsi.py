@@ -30,8 +30,20 @@ from stowage.drivers.common import (
     port_problems,
 )
 
+ISCSI_PORT = 3260
 CHAP_KEYS = ("node.session.auth.username", "node.session.auth.password")
 MUTUAL_CHAP_KEYS = ("node.session.auth.username_in", "node.session.auth.password_in")
+
+
+def portal_address(portal: str) -> tuple[str, int]:
+    """`host[:port]` or `[v6]:port` -> (host, port), port 3260 when omitted."""
+    if portal.startswith("["):
+        host, _, rest = portal[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else ISCSI_PORT
+    host, sep, port = portal.rpartition(":")
+    if sep and host and ":" not in host and port.isdigit():
+        return host, int(port)
+    return portal, ISCSI_PORT
 
 
 def smallest_free_lun(luns: list[IscsiLun], used: set[int], needed_bytes: int) -> IscsiLun:
