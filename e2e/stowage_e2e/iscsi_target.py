@@ -20,6 +20,7 @@ LUN's blocks (no `iscsi-dd`), so `backing_head()` reads the LUN's file on the se
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import time
@@ -245,3 +246,5 @@ class TgtTarget:
         for lun in self.luns:
             self.backing_file(lun).unlink(missing_ok=True)
         (self.state_dir / "tgtd.log").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # left when someone else put files there
+            self.state_dir.rmdir()
