@@ -230,3 +230,11 @@ def test_iscsi_validation_port_and_on_delete() -> None:
     assert problems[0] == "iscsi.portals[0]: port 99999 is not in 1-65535"
     assert problems[1].startswith("provisioning.onDelete: Archive is not possible for iSCSI LUNs")
     assert len(problems) == 2
+
+
+def test_iscsi_refuses_wipe_on_delete_it_cannot_do() -> None:
+    ref = backend("san", {"iscsi": {**ISCSI["iscsi"], "wipeOnDelete": True}})
+    problems = [str(problem) for problem in driver_for(ref.spec.storage_type).validate(ref)]
+    assert len(problems) == 1
+    assert problems[0].startswith("iscsi.wipeOnDelete: wiping a LUN is not implemented")
+    assert "initiator" in problems[0]

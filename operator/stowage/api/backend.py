@@ -377,7 +377,9 @@ class IscsiSpec(ApiModel):
     )
     wipe_on_delete: bool = Field(
         default=False,
-        description="Overwrite the start of a LUN when its claim is deleted, before reuse.",
+        description="Overwrite the start of a LUN when its claim is deleted, before reuse. "
+        "Not implemented yet (the operator has no iSCSI initiator): true is refused as "
+        "InvalidSpec.",
     )
 
 

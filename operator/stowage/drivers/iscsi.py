@@ -2,7 +2,8 @@
 
 A LUN is free while no PV of the backend records it. Its data cannot outlive its PV (the next
 claim gets the LUN), so keeping data is done with storageClass.reclaimPolicy: Retain, which keeps
-the PV and with it the LUN.
+the PV and with it the LUN. A LUN is handed on as it is: wipeOnDelete is refused (InvalidSpec)
+until something can write to a LUN (the operator has no iSCSI initiator).
 """
 
 from __future__ import annotations
@@ -29,8 +30,20 @@ from stowage.drivers.common import (
     port_problems,
 )
 
+ISCSI_PORT = 3260
 CHAP_KEYS = ("node.session.auth.username", "node.session.auth.password")
 MUTUAL_CHAP_KEYS = ("node.session.auth.username_in", "node.session.auth.password_in")
+
+
+def portal_address(portal: str) -> tuple[str, int]:
+    """`host[:port]` or `[v6]:port` -> (host, port), port 3260 when omitted."""
+    if portal.startswith("["):
+        host, _, rest = portal[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else ISCSI_PORT
+    host, sep, port = portal.rpartition(":")
+    if sep and host and ":" not in host and port.isdigit():
+        return host, int(port)
+    return portal, ISCSI_PORT
 
 
 def smallest_free_lun(luns: list[IscsiLun], used: set[int], needed_bytes: int) -> IscsiLun:
@@ -71,6 +84,15 @@ class IscsiDriver(BaseDriver[IscsiSpec]):
                     f"{on_delete} is not possible for iSCSI LUNs: a LUN returns to the pool "
                     "when its volume is deleted; set storageClass.reclaimPolicy: Retain to "
                     "keep a LUN's data",
+                )
+            )
+        if self.type_spec(backend).wipe_on_delete:
+            problems.append(
+                Problem(
+                    "iscsi.wipeOnDelete",
+                    "wiping a LUN is not implemented: it needs an iSCSI initiator (a kernel "
+                    "login or a userspace client) writing to the LUN, and the operator has "
+                    "none; wipe LUNs on the target, or unset wipeOnDelete",
                 )
             )
         return problems

@@ -43,6 +43,7 @@ class Reason:
     STATIC_VOLUMES_FAILED = "StaticVolumesFailed"
     HELPER_FAILED = "HelperFailed"
     MOUNT_FAILED = "MountFailed"
+    PORTAL_UNREACHABLE = "PortalUnreachable"
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -89,6 +90,8 @@ class Facts:
     static_volume_errors: tuple[str, ...] = field(default_factory=tuple)
     helper_error: str | None = None
     mount_failed_nodes: tuple[str, ...] = ()
+    # "portal: why" for each server the operator could not open a TCP connection to.
+    unreachable_servers: tuple[str, ...] = ()
 
 
 def ready_condition(facts: Facts, storage_type: StorageType | None) -> Condition:
@@ -148,6 +151,14 @@ def degraded_condition(facts: Facts) -> Condition:
             f"the mount helper cannot mount the backend on {len(failed)} node(s): "
             f"{listed(failed)}; their volumes are not scheduled there (see the backend's "
             "MountFailed Events)",
+        )
+    if facts.unreachable_servers:
+        return desired(
+            DEGRADED,
+            True,
+            Reason.PORTAL_UNREACHABLE,
+            f"no TCP connection from the operator to {'; '.join(facts.unreachable_servers)}; "
+            "claims still get LUNs, but nodes cannot log in while it lasts",
         )
     return desired(DEGRADED, False, Reason.AS_EXPECTED, "")
 

@@ -7,6 +7,8 @@ that changed). The operator writes the status of a backend, never its spec.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Mapping
@@ -61,6 +63,33 @@ def is_unbound_static_volume(volume: Mapping[str, Any]) -> bool:
     provisioned = is_provisioned_by_us(volume)
     phase = (volume.get("status") or {}).get("phase")
     return not provisioned and phase != "Bound"
+
+
+PROBE_TIMEOUT = 2.0
+
+
+async def tcp_probe(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """None when a TCP connection opens within `timeout`, else why not (refused, timeout)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except TimeoutError:
+        return f"no answer within {timeout:g} s"
+    except ConnectionRefusedError:
+        return "connection refused"
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return None
+
+
+async def unreachable_servers(addresses: list[tuple[str, str, int]]) -> tuple[str, ...]:
+    """`portal: why` for each address that refuses or ignores a TCP connect (all at once)."""
+    results = await asyncio.gather(*(tcp_probe(host, port) for _, host, port in addresses))
+    return tuple(
+        f"{shown}: {why}" for (shown, _, _), why in zip(addresses, results, strict=True) if why
+    )
 
 
 class BackendReconciler:
@@ -135,6 +164,7 @@ class BackendReconciler:
         csi_driver = driving.csi_driver_name(name, model)
         static_errors = await self._sync_static_volumes(body, model, volumes)
         helper_error = await self._sync_helper(body, model, nodes)
+        unreachable = await unreachable_servers(driving.probe_addresses(model))
         return Facts(
             secrets=secrets,
             csi_driver=csi_driver,
@@ -145,6 +175,7 @@ class BackendReconciler:
             storage_class_foreign=foreign,
             static_volume_errors=static_errors,
             helper_error=helper_error,
+            unreachable_servers=unreachable,
         )
 
     async def _sync_storage_class(self, manifest: Json, observed: Json | None) -> str | None:

@@ -33,6 +33,7 @@ from stowage.drivers.base import (
     Unprovisionable,
     mount_label,
 )
+from stowage.drivers.iscsi import portal_address
 from stowage.drivers.local import SharedMountDriver
 from stowage.drivers.placement import bounded_assignment, rendezvous_order
 from stowage.kube import Json
@@ -123,6 +124,13 @@ def host_mount(name: str, model: StorageBackend, node: str) -> HostMount | None:
 def allows_many_writers(model: StorageBackend) -> bool:
     """Whether the backend's claims may be ReadWriteMany."""
     return AccessMode.READ_WRITE_MANY in driver_for(model.spec.storage_type).access_modes
+
+
+def probe_addresses(model: StorageBackend) -> list[tuple[str, str, int]]:
+    """(as written, host, port) of the servers the operator checks with a TCP connect."""
+    if model.spec.iscsi is None:
+        return []
+    return [(portal, *portal_address(portal)) for portal in model.spec.iscsi.portals]
 
 
 def has_helpers(model: StorageBackend) -> bool:
