@@ -53,7 +53,7 @@ RUN /opt/stowage/bin/pip wheel --no-cache-dir --no-index --find-links /wheels --
 FROM python AS helper
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      glusterfs-client ceph-fuse ceph-common nfs-common cifs-utils open-iscsi lvm2 \
+      glusterfs-client ceph-fuse ceph-common rbd-fuse nfs-common cifs-utils open-iscsi lvm2 \
       xfsprogs e2fsprogs util-linux mount git openssh-client nfs-ganesha nfs-ganesha-vfs samba smbclient \
       libnfs-utils libiscsi-bin \
  && apt-get clean && rm -rf /var/lib/apt/lists/* \

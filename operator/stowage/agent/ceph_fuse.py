@@ -52,7 +52,7 @@ def read_user(credentials: Path) -> CephUser:
     except FileNotFoundError as error:
         raise CredentialsError(
             f"no {Path(str(error.filename)).name} in the helper's copy of the backend's "
-            "Secret (is cephfs.userSecretRef there, with keys userID and userKey?)"
+            "Secret (is the backend's userSecretRef there, with keys userID and userKey?)"
         ) from None
     name = name.removeprefix("client.")
     if not USER_PATTERN.fullmatch(name):
@@ -93,13 +93,20 @@ def write_private(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
-def prepare(mount: HostMount, user: CephUser, state: Path, mount_timeout: float) -> None:
-    """The client's config and keyring in `state` (0700), ready for `command`."""
+def write_client_files(monitors: str, user: CephUser, state: Path, timeout: float) -> Path:
+    """A Ceph client's ceph.conf and keyring in `state` (0700); the config's path (shared by
+    ceph-fuse, rbd and rbd-fuse)."""
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
     state.chmod(0o700)
-    monitors, _ = split_source(mount.sources[0])
-    write_private(state / "ceph.conf", client_config(monitors, state, mount_timeout))
+    write_private(state / "ceph.conf", client_config(monitors, state, timeout))
     write_private(state / "keyring", f"[client.{user.name}]\n\tkey = {user.key}\n")
+    return state / "ceph.conf"
+
+
+def prepare(mount: HostMount, user: CephUser, state: Path, mount_timeout: float) -> None:
+    """The client's config and keyring in `state` (0700), ready for `command`."""
+    monitors, _ = split_source(mount.sources[0])
+    write_client_files(monitors, user, state, mount_timeout)
 
 
 def command(mount: HostMount, source: str, user: CephUser, state: Path) -> list[str]:
@@ -138,10 +145,14 @@ def explain(output: str, mount: HostMount, source: str, user: CephUser) -> str:
         return f"{path} does not exist in CephFS {fs_name}"
     if "failed to fetch mon config" in output or "(110) Connection timed out" in output:
         return f"no Ceph monitor answered ({monitors})"
-    # Anything else: the last line that does not hold the key.
+    return f"ceph-fuse: {last_safe_line(output, user)}"
+
+
+def last_safe_line(output: str, user: CephUser) -> str:
+    """The last line of a Ceph client's output that cannot hold the key."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     safe = [line for line in lines if user.key not in line and "key" not in line.lower()]
-    return f"ceph-fuse: {safe[-1][-300:] if safe else 'failed'}"
+    return safe[-1][-300:] if safe else "failed"
 
 
 def client(mount: HostMount, credentials: Path, state: Path, mount_timeout: float) -> MountClient:

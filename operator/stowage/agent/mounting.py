@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 # The port each protocol's mount talks to first: Gluster's glusterd, SMB.
 PROBE_PORTS = {"glusterfs": 24007, "cifs": 445}
 # User-space clients that serve a mount for as long as they live.
-FUSE_CLIENTS = frozenset({"glusterfs", "glusterfsd", "ceph-fuse"})
+FUSE_CLIENTS = frozenset({"glusterfs", "glusterfsd", "ceph-fuse", "rbd-fuse"})
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""Volumes the helper makes on its own node (emptyDir, gitRepo, lvm): a directory, a tmpfs of
-the claim's size on it, a checkout bound onto it, or the file system of a logical volume
-mounted on it (a Block LV is the device alone); and their removal on release.
+"""Volumes the helper makes on its own node (emptyDir, gitRepo, lvm, rbd): a directory, a tmpfs
+of the claim's size on it, a checkout bound onto it, or the file system of a logical volume or
+an RBD image mounted on it (a Block LV is the device alone); and their removal on release.
 
 A checkout is bound as it is: a read-only remount here would stay the helper's own (mount
 flags do not propagate to the node's copy). Pods get it read-only from the PV's mount option
@@ -18,9 +18,9 @@ import os
 import subprocess
 from collections.abc import Callable
 
-from stowage.agent import lvm, mounting
+from stowage.agent import lvm, mounting, rbd
 from stowage.agent.claim_data import NewDirectory, make_directory_below, remove_directory_below
-from stowage.drivers.base import GitCheckout, LogicalVolume, NodeVolume
+from stowage.drivers.base import GitCheckout, NodeVolume
 
 # Checkouts are the helper's: readable by every pod user, writable by none.
 CHECKOUT_MODE = 0o755
@@ -52,9 +52,11 @@ def make(
     new: NewDirectory,
     sync_checkout: Callable[[GitCheckout], None],
     mount_timeout: float,
+    ceph: rbd.RbdClient | None = None,
 ) -> None:
-    """Makes what is missing of the volume: its directory, then its tmpfs or its checkout
-    (fetched by `sync_checkout`) bound onto it. A volume mounted already is left as it is."""
+    """Makes what is missing of the volume: its directory, then its tmpfs, its checkout
+    (fetched by `sync_checkout`) bound onto it, or its LV or RBD image (through `ceph`)
+    mounted on it. A volume mounted already is left as it is."""
     logical = volume.logical_volume
     if logical is not None and logical.fs_type is None:
         lvm.prepare(logical)  # a Block volume: the device is the volume
@@ -68,7 +70,17 @@ def make(
     if volume.tmpfs_bytes is not None:
         _mount(tmpfs_command(volume, new), f"tmpfs on {volume.path}", mount_timeout)
     if logical is not None:
-        _mount_logical_volume(volume, logical, new, mount_timeout)
+        formatted = lvm.prepare(logical)
+        _mount_device(volume, logical.device, str(logical.fs_type), formatted, new, mount_timeout)
+    image = volume.rbd_image
+    if image is not None:
+        if ceph is None:
+            raise ValueError("an RBD image needs the backend's Ceph client")
+        rbd.create(ceph, image)
+        device = rbd.attach(ceph, image)
+        fs_type = str(image.fs_type)
+        formatted = lvm.format_blank(fs_type, device)
+        _mount_device(volume, device, fs_type, formatted, new, mount_timeout)
     if volume.checkout is not None:
         make_directory_below(volume.root, volume.checkout.path, NewDirectory(CHECKOUT_MODE))
         sync_checkout(volume.checkout)
@@ -76,14 +88,18 @@ def make(
         _mount(bind, f"binding the checkout onto {volume.path}", mount_timeout)
 
 
-def _mount_logical_volume(
-    volume: NodeVolume, logical: LogicalVolume, new: NewDirectory, mount_timeout: float
+def _mount_device(
+    volume: NodeVolume,
+    device: str,
+    fs_type: str,
+    formatted: bool,
+    new: NewDirectory,
+    mount_timeout: float,
 ) -> None:
-    """Creates, formats (when blank) and mounts the LV; a new file system's root gets the
-    claim directory's mode and owner."""
-    formatted = lvm.prepare(logical)
-    command = ["mount", "-t", str(logical.fs_type), logical.device, volume.path]
-    _mount(command, f"{logical.device} on {volume.path}", mount_timeout)
+    """Mounts the device's file system on the volume's path; a new (`formatted`) file
+    system's root gets the claim directory's mode and owner."""
+    command = ["mount", "-t", fs_type, device, volume.path]
+    _mount(command, f"{device} on {volume.path}", mount_timeout)
     if formatted:
         os.chmod(volume.path, new.mode)
         if new.uid is not None or new.gid is not None:
@@ -101,9 +117,16 @@ def _unmount_checked(path: str) -> None:
         raise NodeVolumeError(f"unmounting {path}: {mounting.last_words(outcome.stderr)}")
 
 
-def remove(volume: NodeVolume) -> bool:
-    """Unmounts the volume and deletes its directory, checkout and logical volume; False if
-    nothing was there."""
+def remove(volume: NodeVolume, ceph: rbd.RbdClient | None = None) -> bool:
+    """Unmounts the volume and deletes its directory, checkout, logical volume or RBD image
+    (through `ceph`); False if nothing was there."""
+    image = volume.rbd_image
+    if image is not None:
+        if ceph is None:
+            raise ValueError("an RBD image needs the backend's Ceph client")
+        _unmount_checked(volume.path)
+        found = remove_directory_below(volume.root, volume.path)
+        return rbd.remove(ceph, image) or found
     logical = volume.logical_volume
     if logical is not None:
         if logical.fs_type is None:
@@ -119,9 +142,15 @@ def remove(volume: NodeVolume) -> bool:
     return found
 
 
-def archive(volume: NodeVolume, new_name: str) -> bool:
-    """Unmounts a logical volume and renames it `new_name` (its data kept for the admin);
-    False if it was gone. Other node volumes are recreated on demand, never archived."""
+def archive(volume: NodeVolume, new_name: str, ceph: rbd.RbdClient | None = None) -> bool:
+    """Unmounts a logical volume or RBD image and renames it `new_name` (its data kept for
+    the admin); False if it was gone. Other node volumes are recreated on demand, never
+    archived."""
+    image = volume.rbd_image
+    if image is not None and ceph is not None:
+        _unmount_checked(volume.path)
+        remove_directory_below(volume.root, volume.path)
+        return rbd.rename(ceph, image, new_name)
     logical = volume.logical_volume
     if logical is None:
         raise ValueError("these volumes can only be deleted on release")

@@ -12,10 +12,10 @@ agent is stopped while its backend is being deleted, it unmounts and removes the
 
 Node-pinned types have no backend mount: the agent labels the node `ready` as it runs, makes
 each volume the operator asks this node for (a directory, a tmpfs, a read-only checkout, a
-logical volume; see stowage.agent.node_volumes), makes again what a node restart took (tmpfs,
-bind mounts, LV activation and mounts), brings checkouts up to date every syncPeriod, wipes the
-volumes of this node that are released (an LV may be archived instead), and for lvm annotates
-the node with the volume group's free bytes.
+logical volume, an RBD image; see stowage.agent.node_volumes), makes again what a node restart
+took (tmpfs, bind mounts, LV activation and mounts, RBD attachments), brings checkouts up to
+date every syncPeriod, wipes the volumes of this node that are released (an LV or an RBD image
+may be archived instead), and for lvm annotates the node with the volume group's free bytes.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from functools import partial
 from pathlib import Path
 from types import FrameType
 
-from stowage.agent import ceph_fuse, git_checkout, lvm, mounting, node_volumes
+from stowage.agent import ceph_fuse, git_checkout, lvm, mounting, node_volumes, rbd
 from stowage.agent.claim_data import (
     NewDirectory,
     archive_directory_below,
@@ -92,6 +92,8 @@ PREPARATION_ERRORS = (
     node_volumes.NodeVolumeError,
     git_checkout.GitError,
     lvm.LvmError,
+    rbd.RbdError,
+    ceph_fuse.CredentialsError,
 )
 # The helper's private state (in its container, not on the node): client configs, keyrings.
 PRIVATE_STATE = Path("/run/stowage")
@@ -196,7 +198,7 @@ class Agent:
             healthy = self.remount(backend, mount, stale=source is not None)
         self._set_label(MOUNT_READY if healthy else MOUNT_FAILED)
         if healthy:
-            self.keep_clients_beyond_restart(backend, mount)
+            self.keep_clients_beyond_restart(backend, mount.mount_point)
             with DirectoryQuotas(mount, self._settings.mount_timeout) as quotas:
                 self.prepare_claims(
                     lambda claim: self.make_shared_directory(model, mount, quotas, claim)
@@ -276,22 +278,20 @@ class Agent:
         order: str = ((found or {}).get("data") or {}).get(self._settings.node, "")
         return [host for host in order.split(",") if host]
 
-    def keep_clients_beyond_restart(self, backend: Json | None, mount: HostMount) -> None:
+    def keep_clients_beyond_restart(self, backend: Json | None, mount_point: str) -> None:
         """Once per mount (also one adopted from an earlier agent): its FUSE clients must
         outlive this container, or every pod using the mount loses it when the agent restarts.
         """
-        clients = mounting.fuse_client_pids(mount.mount_point)
+        clients = mounting.fuse_client_pids(mount_point)
         if not clients or clients == self._detached_clients:
             return
         problem = mounting.detach_from_container(clients)
         self._detached_clients = clients
         if problem is None:
-            logger.info(
-                "FUSE clients %s of %s detached from the helper", clients, mount.mount_point
-            )
+            logger.info("FUSE clients %s of %s detached from the helper", clients, mount_point)
             return
         message = (
-            f"node {self._settings.node}: the FUSE clients of {mount.mount_point} stay in the "
+            f"node {self._settings.node}: the FUSE clients of {mount_point} stay in the "
             f"helper container and stop with it ({problem})"
         )
         logger.warning("%s", message)
@@ -440,9 +440,13 @@ class Agent:
             if work is None:
                 continue
             if RELEASE_ANNOTATION in annotations:
-                self.release_volume(backend, volume, partial(wipe, work, annotations))
+                undo = partial(self.wipe, work, annotations)
+                self.release_volume(backend, volume, undo)
             elif (volume.get("status") or {}).get("phase") != "Released":
                 self.keep_node_volume(model, volume, work)
+        fuse_mount = mount_point_of(self._settings.backend)
+        if mounting.is_mount_point(fuse_mount):  # rbd-fuse: must outlive this container
+            self.keep_clients_beyond_restart(backend, fuse_mount)
 
     def report_capacity(self, model: StorageBackend) -> None:
         """Annotates the node with the free bytes of the backend's volume group here (0 when
@@ -468,16 +472,40 @@ class Agent:
         if work is None:
             raise ValueError(f"backend {self._settings.backend} has no volumes of a node")
         node_volumes.make(
-            work, self._new_directory(model), self.sync_checkout, self._settings.mount_timeout
+            work,
+            self._new_directory(model),
+            self.sync_checkout,
+            self._settings.mount_timeout,
+            self.ceph_client(work),
         )
         return work.path
+
+    def ceph_client(self, work: NodeVolume) -> rbd.RbdClient | None:
+        """The Ceph client of an RBD image's volume (the user of the helper's copy of the
+        backend's Secret; its rbd-fuse on the backend's mount point); None for other volumes."""
+        if work.rbd_image is None:
+            return None
+        return rbd.client(
+            work.rbd_image.monitors,
+            self._settings.credentials,
+            self._state(),
+            mount_point_of(self._settings.backend),
+            self._settings.mount_timeout,
+        )
+
+    def wipe(self, work: NodeVolume, annotations: dict[str, str], action: str) -> bool:
+        return wipe(work, annotations, action, self.ceph_client(work))
 
     def keep_node_volume(self, model: StorageBackend, volume: Json, work: NodeVolume) -> None:
         """Makes again what is missing (after a node restart) and syncs a checkout when due;
         a failure is told on the volume's claim, and the pods keep what they have."""
         try:
             node_volumes.make(
-                work, self._new_directory(model), self.sync_checkout, self._settings.mount_timeout
+                work,
+                self._new_directory(model),
+                self.sync_checkout,
+                self._settings.mount_timeout,
+                self.ceph_client(work),
             )
             checkout = work.checkout
             if checkout is not None and self._sync_due(checkout):
@@ -577,12 +605,19 @@ def release_below(root: str, path: str, annotations: dict[str, str], action: str
     raise ValueError(f"unknown release action {action!r}")
 
 
-def wipe(volume: NodeVolume, annotations: dict[str, str], action: str) -> bool:
-    """Unmounts and deletes a node's volume; a logical volume may be archived instead."""
+def wipe(
+    volume: NodeVolume,
+    annotations: dict[str, str],
+    action: str,
+    ceph: rbd.RbdClient | None = None,
+) -> bool:
+    """Unmounts and deletes a node's volume; a logical volume or RBD image may be archived
+    instead."""
     if action == OnDelete.DELETE.value:
-        return node_volumes.remove(volume)
-    if action == OnDelete.ARCHIVE.value and volume.logical_volume is not None:
-        return node_volumes.archive(volume, annotations[ARCHIVE_AS_ANNOTATION])
+        return node_volumes.remove(volume, ceph)
+    archivable = volume.logical_volume is not None or volume.rbd_image is not None
+    if action == OnDelete.ARCHIVE.value and archivable:
+        return node_volumes.archive(volume, annotations[ARCHIVE_AS_ANNOTATION], ceph)
     raise ValueError(f"release action {action!r}: these volumes can only be deleted")
 
 

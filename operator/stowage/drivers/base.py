@@ -331,12 +331,34 @@ class LogicalVolume:
 
 
 @dataclass(frozen=True)
+class RbdImage:
+    """A Ceph RBD image the helper creates in `pool` and attaches as a block device of its
+    node (`rbd map`, or rbd-fuse plus a loop device where the kernel has no rbd module).
+
+    `fs_type` set: formatted (when blank) and mounted on the NodeVolume's path; None: a Block
+    volume. `monitors` and the helper's copy of the backend's Secret reach the cluster.
+    """
+
+    monitors: str  # comma-separated, as ceph.conf's `mon host` takes them
+    pool: str
+    name: str
+    size_bytes: int
+    features: tuple[str, ...] = ()
+    fs_type: str | None = None
+
+    @property
+    def spec(self) -> str:
+        return f"{self.pool}/{self.name}"
+
+
+@dataclass(frozen=True)
 class NodeVolume:
     """What the mount helper on the volume's node makes for it, and removes on release.
 
     The helper works only below `root`. `path` (the PV's) is a directory, with a tmpfs of
     `tmpfs_bytes` mounted on it, with `checkout` bound read-only onto it, or with the file
-    system of `logical_volume` mounted on it; or, for a Block logical volume, its device.
+    system of `logical_volume` or `rbd_image` mounted on it; or, for a Block logical volume,
+    its device.
     """
 
     root: str
@@ -344,6 +366,7 @@ class NodeVolume:
     tmpfs_bytes: int | None = None
     checkout: GitCheckout | None = None
     logical_volume: LogicalVolume | None = None
+    rbd_image: RbdImage | None = None
 
 
 @dataclass(frozen=True)

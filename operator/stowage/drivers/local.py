@@ -26,8 +26,10 @@ from stowage.drivers.base import (
     DataLocation,
     HostMount,
     NodeRequirement,
+    NodeVolume,
     Problem,
     ProvisionContext,
+    ProvisionedVolume,
     VolumeKind,
     VolumePlan,
     mount_label,
@@ -135,6 +137,21 @@ class NodePinnedDriver(LocalVolumeDriver[SpecT]):
         self, backend: BackendRef, claim: ClaimRequest, directory: str, node: str
     ) -> DataLocation:
         raise NotImplementedError
+
+    def node_volume(self, backend: BackendRef, volume: ProvisionedVolume) -> NodeVolume | None:
+        """The volume's block volume (LV, RBD image), as `block_node_volume` describes it."""
+        path = volume.location.path
+        name = volume.location.block_volume
+        if path is None or name is None:
+            return None
+        return self.block_node_volume(backend, path, name, volume.capacity_bytes)
+
+    def block_node_volume(
+        self, backend: BackendRef, path: str, name: str, capacity_bytes: int
+    ) -> NodeVolume | None:
+        """What the helper makes of the block volume `name` whose PV has `path`; None for
+        types without block volumes."""
+        return None
 
     def allowed_topology(self, backend: BackendRef) -> tuple[NodeRequirement, ...]:
         """mount.nodeSelector, the listed nodes, and, where the helper makes the volumes, the

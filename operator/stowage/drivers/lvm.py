@@ -21,7 +21,6 @@ from stowage.drivers.base import (
     DataLocation,
     LogicalVolume,
     NodeVolume,
-    ProvisionedVolume,
     VolumeKind,
     VolumeMode,
 )
@@ -62,17 +61,15 @@ class LvmDriver(NodePinnedDriver[LvmSpec]):
             path = claim_volume_path(backend, directory)
         return DataLocation(path=path, node=node, block_volume=directory)
 
-    def node_volume(self, backend: BackendRef, volume: ProvisionedVolume) -> NodeVolume | None:
-        path = volume.location.path
-        name = volume.location.block_volume
-        if path is None or name is None:
-            return None
+    def block_node_volume(
+        self, backend: BackendRef, path: str, name: str, capacity_bytes: int
+    ) -> NodeVolume | None:
         spec = self.type_spec(backend)
         device = f"/dev/{spec.volume_group}/{name}"
         logical = LogicalVolume(
             volume_group=spec.volume_group,
             name=name,
-            size_bytes=volume.capacity_bytes,
+            size_bytes=capacity_bytes,
             # The PV's path tells the volume mode: the device itself for Block.
             fs_type=None if path == device else spec.fs_type.value,
             thin_pool=spec.thin_pool,
