@@ -117,6 +117,25 @@ def claim_directory(kube: Kube, namespace: str, backend: str) -> Path:
     return Path(volume["spec"]["local"]["path"]).relative_to(MOUNTS_DIR / backend)
 
 
+def ceph_user_secret(name: str, user: str, key: str) -> dict[str, Any]:
+    """The Secret a Ceph backend's `userSecretRef` names."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "stringData": {"userID": user, "userKey": key},
+    }
+
+
+def remove_backends(kube: Kube, namespace: str, names: list[str]) -> None:
+    """Deletes a test's backends, after its pods and claims: a failed test may leave them, and a
+    backend's deletion waits for its volumes."""
+    for kind in ("pods", "persistentvolumeclaims"):
+        kube.run("--namespace", namespace, "delete", kind, "--all", "--wait=true")
+    for name in names:
+        kube.delete("storagebackend", name, wait=True)
+
+
 def release_claim(kube: Kube, namespace: str, pod: str = "writer", claim: str = "data") -> None:
     """Deletes the pod and the claim; waits until its volume is gone (which the operator does
     once a helper has released the volume's data)."""

@@ -23,9 +23,11 @@ from stowage_e2e.helpers import (
     HELPERS_NAMESPACE,
     MOUNTS_DIR,
     backend_events,
+    ceph_user_secret,
     claim_directory,
     fuse_clients_of,
     helper_pods,
+    remove_backends,
     restart_helper,
     source_at,
     wait_for_label,
@@ -63,15 +65,6 @@ def cephfs_root(ceph: CephCluster, tmp_path_factory: pytest.TempPathFactory) -> 
         yield root
 
 
-def user_secret(name: str, user: str, key: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name},
-        "stringData": {"userID": user, "userKey": key},
-    }
-
-
 @pytest.fixture
 def new_backend(
     kube: Kube, namespace: str, ceph: CephCluster, stowage_installed: Images
@@ -81,7 +74,7 @@ def new_backend(
 
     def create(key: str, **more: Any) -> str:
         name = f"cephfs-{uuid.uuid4().hex[:6]}"
-        kube.apply(user_secret(name, HELPER_USER, key), namespace)
+        kube.apply(ceph_user_secret(name, HELPER_USER, key), namespace)
         spec: dict[str, Any] = {
             "cephfs": {
                 "monitors": [ceph.mon_address],
@@ -97,11 +90,7 @@ def new_backend(
         return name
 
     yield create
-    # A failed test may leave its pods and claims: a backend's deletion waits for its volumes.
-    for kind in ("pods", "persistentvolumeclaims"):
-        kube.run("--namespace", namespace, "delete", kind, "--all", "--wait=true")
-    for name in created:
-        kube.delete("storagebackend", name, wait=True)
+    remove_backends(kube, namespace, created)
 
 
 # As the claim's owner: a file, how big the volume looks, then 30 MiB into a 12 MiB claim.

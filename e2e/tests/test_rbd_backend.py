@@ -24,7 +24,9 @@ from stowage_e2e.ceph import RBD_CLIENT_CAPS, CephCluster
 from stowage_e2e.helpers import (
     MOUNTS_DIR,
     backend_events,
+    ceph_user_secret,
     fuse_clients_of,
+    remove_backends,
     restart_helper,
     source_at,
     wait_for_label,
@@ -64,13 +66,7 @@ def new_backend(
     def create(**more: Any) -> str:
         name = f"rbd-{uuid.uuid4().hex[:6]}"
         key = ceph.client_key(HELPER_USER, RBD_CLIENT_CAPS)
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name},
-            "stringData": {"userID": HELPER_USER, "userKey": key},
-        }
-        kube.apply(secret, namespace)
+        kube.apply(ceph_user_secret(name, HELPER_USER, key), namespace)
         spec: dict[str, Any] = {
             "rbd": {
                 "monitors": [ceph.mon_address],
@@ -85,10 +81,7 @@ def new_backend(
         return name
 
     yield create
-    for kind in ("pods", "persistentvolumeclaims"):
-        kube.run("--namespace", namespace, "delete", kind, "--all", "--wait=true")
-    for name in created:
-        kube.delete("storagebackend", name, wait=True)
+    remove_backends(kube, namespace, created)
 
 
 WRITE = """
