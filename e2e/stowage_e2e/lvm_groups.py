@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from stowage.agent import lvm
 
 # Room for the LVM label and metadata besides the group's extents.
@@ -54,6 +56,13 @@ def throwaway_volume_group(directory: Path) -> Iterator[str]:
     """A volume group of TEST_GROUP_BYTES with a name of its own; yields the name."""
     name = f"stowagetest-{uuid.uuid4().hex[:8]}"
     with loop_volume_group(directory, name, TEST_GROUP_BYTES):
+        yield name
+
+
+@pytest.fixture
+def volume_group(tmp_path: Path) -> Iterator[str]:
+    """A throwaway volume group for one test (a pytest fixture of the repository's conftest)."""
+    with throwaway_volume_group(tmp_path) as name:
         yield name
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from stowage_e2e.helpers import (
 )
 from stowage_e2e.install import Images
 from stowage_e2e.kube import Kube
-from stowage_e2e.lvm_groups import TEST_GROUP_BYTES, lv_sizes, throwaway_volume_group
+from stowage_e2e.lvm_groups import TEST_GROUP_BYTES, lv_sizes
 
 pytestmark = [
     pytest.mark.e2e,
@@ -50,12 +50,6 @@ pytestmark = [
 
 MiB = 2**20
 VG_BYTES = TEST_GROUP_BYTES
-
-
-@pytest.fixture
-def volume_group(tmp_path: Path) -> Iterator[str]:
-    with throwaway_volume_group(tmp_path) as name:
-        yield name
 
 
 def node_annotations(kube: Kube) -> dict[str, str]:

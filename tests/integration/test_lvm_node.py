@@ -30,7 +30,7 @@ from stowage.api.backend import StorageBackend
 from stowage.drivers.base import LogicalVolume, NodeVolume
 from stowage.kube.resources import NODES, PERSISTENT_VOLUME_CLAIMS
 from stowage.reconcilers import driving
-from stowage_e2e.lvm_groups import TEST_GROUP_BYTES, lv_sizes, throwaway_volume_group
+from stowage_e2e.lvm_groups import TEST_GROUP_BYTES, lv_sizes
 
 pytestmark = [
     pytest.mark.integration,
@@ -40,12 +40,6 @@ pytestmark = [
 
 MiB = 2**20
 VG_BYTES = TEST_GROUP_BYTES
-
-
-@pytest.fixture
-def volume_group(tmp_path: Path) -> Iterator[str]:
-    with throwaway_volume_group(tmp_path) as name:
-        yield name
 
 
 def block_lv(

@@ -54,6 +54,11 @@ def server_of(fs_type: str, source: str) -> str:
     return source.split(":", 1)[0]
 
 
+def volume_of(source: str) -> str:
+    """`host:/volume` (glusterfs) -> volume."""
+    return source.partition(":/")[2]
+
+
 def probe(host: str, port: int, timeout: float) -> str:
     """ "ok", "refused", "timeout" or "unreachable", after at most `timeout` seconds."""
     try:

@@ -81,7 +81,7 @@ class DirectoryQuotas:
         with opened_directory(self._mount.mount_point, parts) as directory:
             reported = os.fstatvfs(directory)
         if reported.f_blocks * reported.f_frsize != limit_bytes:
-            volume = self._mount.sources[0].partition(":/")[2]
+            volume = mounting.volume_of(self._mount.sources[0])
             raise QuotaError(
                 f"the limit is set but not enforced: Gluster volume {volume} needs quota "
                 f"(gluster volume quota {volume} enable; features.quota-deem-statfs on)"
@@ -93,7 +93,7 @@ class DirectoryQuotas:
         source = mounting.mount_source(self._mount.mount_point)
         if source is None:
             raise QuotaError(f"{self._mount.mount_point} is not mounted")
-        server, _, volume = source.partition(":/")
+        server, volume = mounting.server_of("glusterfs", source), mounting.volume_of(source)
         directory = tempfile.mkdtemp(prefix="stowage-quota-")
         command = [
             "glusterfs",

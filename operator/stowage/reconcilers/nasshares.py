@@ -174,7 +174,8 @@ class ShareReconciler:
             return not_ready(Reason.SERVER_STARTING, "the Service has no address yet")
         if nas.serves(share, ShareProtocol.NFS):
             try:
-                await self._create_volume(nas.share_volume(share, address))
+                volume = nas.share_volume(share, address)
+                await create_missing(self._runtime, PERSISTENT_VOLUMES, volume)
             except ApiError as error:
                 return not_ready(
                     Reason.APPLY_FAILED, f"PersistentVolume {share.volume_name}: {error}"
@@ -232,9 +233,6 @@ class ShareReconciler:
                     namespace=share.namespace,
                 )
         return list(pods)
-
-    async def _create_volume(self, manifest: Json) -> None:
-        await create_missing(self._runtime, PERSISTENT_VOLUMES, manifest)
 
     async def finalize(self, body: Mapping[str, Any]) -> None:
         """The PV is the one object the namespace's garbage collection cannot reach."""
