@@ -96,8 +96,8 @@ def main() -> None:
     print(f"on the node, {on_node}:\n                      {on_node.read_text().strip()}")
     source = nfs_volume["spec"]["nfs"]
     print(f"the NFS claim's PV:   nfs://{source['server']}{source['path']}")
-    print(f"the export, read over NFSv4 by libnfs: {ganesha.list('/export')}")
-    print("(its claim directories are made by the mount helper: not built yet)")
+    parent = source["path"].rsplit("/", 1)[0] or "/"
+    print(f"its directory on the server, listed over NFSv4 by libnfs: {ganesha.list(parent)}")
 
     print(f"\ndemo done in {time.monotonic() - started:.0f} s; KUBECONFIG={kubeconfig}")
     print("explore with kubectl; `make cluster-down` removes everything")

@@ -86,6 +86,26 @@ def wait_for_event(
     return events_about(kube, namespace, name, reason)[0]
 
 
+def wait_for_condition(
+    kube: Kube, backend: str, kind: str, reason: str, timeout: float = 90
+) -> dict[str, Any]:
+    """The backend's condition of `kind` once its reason is `reason`."""
+
+    def condition(body: dict[str, Any]) -> dict[str, Any] | None:
+        conditions = body.get("status", {}).get("conditions", [])
+        return next((c for c in conditions if c["type"] == kind and c["reason"] == reason), None)
+
+    found = kube.wait_for(
+        "storagebackend",
+        backend,
+        None,
+        lambda body: condition(body) is not None,
+        timeout=timeout,
+        what=f"{kind} {reason}",
+    )
+    return condition(found) or {}
+
+
 def finished_log(kube: Kube, namespace: str, pod: str, timeout: float = 180) -> str:
     """Waits for the pod to finish; its log, once it has succeeded."""
     finished = kube.wait_for_pod_phase(pod, namespace, timeout=timeout)

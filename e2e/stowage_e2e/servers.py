@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -144,6 +145,15 @@ class NfsGanesha:
             ["nfs-cat", self.url(pseudo_path)], capture_output=True, text=True, check=True
         )
         return result.stdout
+
+    def write(self, pseudo_path: str, text: str) -> None:
+        """Writes a file of the export, as a real NFSv4 client does."""
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as local:
+            local.write(text)
+            local.flush()
+            subprocess.run(
+                ["nfs-cp", local.name, self.url(pseudo_path)], capture_output=True, check=True
+            )
 
     def log(self) -> str:
         path = self.state_dir / "ganesha.log"

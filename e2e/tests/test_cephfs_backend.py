@@ -30,6 +30,7 @@ from stowage_e2e.helpers import (
     remove_backends,
     restart_helper,
     source_at,
+    wait_for_condition,
     wait_for_label,
 )
 from stowage_e2e.install import Images
@@ -198,16 +199,6 @@ def test_a_wrong_key_is_a_failed_mount_with_the_reason(
     print(f"\n{failed['message']}")
     assert f"the Ceph monitors refused client.{HELPER_USER}: wrong userKey" in failed["message"]
     assert wrong not in failed["message"]
-    backend = kube.wait_for(
-        "storagebackend",
-        name,
-        None,
-        lambda found: any(
-            condition["type"] == "Degraded" and condition["reason"] == "MountFailed"
-            for condition in found.get("status", {}).get("conditions", [])
-        ),
-        timeout=90,
-        what="Degraded=True MountFailed",
-    )
-    print(backend["status"]["conditions"])
+    degraded = wait_for_condition(kube, name, "Degraded", "MountFailed")
+    print(degraded)
     assert_key_nowhere(kube, namespace, name, wrong)

@@ -1,8 +1,7 @@
 """stowage as users run it: the operator installed by its chart serves claims on the real node.
 
-hostPath is exercised end to end (a pod writes and reads its claim; the file is on the node).
-NFS is provisioned against a real NFS-Ganesha on a test host and the export is read with a
-userspace NFSv4 client (libnfs); this kernel has no NFS client, so no pod mounts it here.
+hostPath is exercised end to end (a pod writes and reads its claim; the file is on the node);
+the other types have their own modules.
 """
 
 from __future__ import annotations
@@ -15,10 +14,8 @@ from typing import Any
 import pytest
 
 from stowage_e2e import scenario
-from stowage_e2e.fixtures import TestHostFactory
 from stowage_e2e.install import METRICS_SERVICE, NAMESPACE, Images
 from stowage_e2e.kube import Kube
-from stowage_e2e.servers import SERVERS_DIR, NfsGanesha
 
 pytestmark = pytest.mark.e2e
 
@@ -75,34 +72,10 @@ def test_a_pod_writes_and_reads_a_host_path_claim(
     assert (path / "hello.txt").read_text().strip() == text
 
 
-def test_an_nfs_claim_is_bound_to_a_directory_of_a_real_ganesha_export(
-    kube: Kube, namespace: str, backends: Backends, test_hosts: TestHostFactory
-) -> None:
-    host = test_hosts.one()
-    export = SERVERS_DIR / host.name / "export"
-    ganesha = NfsGanesha.start(host, {str(export): "/export"})
-    try:
-        manifest = scenario.nfs_backend(unique("nfs"), host.ip, "/export")
-        manifest["spec"]["storageClass"] = {"volumeBindingMode": "Immediate"}
-        name = backends(manifest)
-        scenario.wait_ready(kube, name)
-        kube.apply(scenario.claim("shared", name, "2Gi", "ReadWriteMany"), namespace)
-        volume = scenario.bound_volume(kube, "shared", namespace)
-        assert volume["spec"]["nfs"]["server"] == host.ip
-        assert volume["spec"]["nfs"]["path"].startswith("/export/")
-        assert volume["spec"]["capacity"]["storage"] == "2Gi"
-        assert volume["spec"]["accessModes"] == ["ReadWriteMany"]
-        # The server the PV points at really serves the export over NFSv4.
-        (export / "probe").write_text("served\n")
-        assert ganesha.read("/export/probe") == "served\n"
-    finally:
-        ganesha.stop()
-
-
 def test_metrics_through_the_service_count_the_provisioned_claims(
     kube: Kube, namespace: str, backends: Backends
 ) -> None:
-    manifest = scenario.nfs_backend(unique("counted"), "192.0.2.10", "/exports")
+    manifest = scenario.host_path_backend(unique("counted"), str(DATA_DIR / unique("counted")))
     manifest["spec"]["storageClass"] = {"volumeBindingMode": "Immediate"}
     name = backends(manifest)
     scenario.wait_ready(kube, name)

@@ -26,7 +26,6 @@ pytestmark = pytest.mark.integration
 
 IMMEDIATE = {"storageClass": {"volumeBindingMode": "Immediate"}}
 SPECS: dict[str, dict[str, Any]] = {
-    "nfs": {"nfs": {"servers": ["192.0.2.10"], "path": "/exports/k8s"}, **IMMEDIATE},
     "iscsi": {
         "iscsi": {
             "portals": ["192.0.2.20:3260"],
@@ -480,7 +479,7 @@ def test_deletion_waits_for_volumes_then_completes(
     backends: Callable[[str, dict[str, Any]], str],
     namespace: str,
 ) -> None:
-    name = backends("nfs", SPECS["nfs"])
+    name = backends("iscsi", SPECS["iscsi"])
     api.wait_condition(name, status="True", reason="Available")
     api.apply(claim_manifest("keep", namespace, name))
     volume = bound_volume(api, namespace, "keep")
@@ -506,7 +505,8 @@ def test_killed_operator_restarts_without_duplicate_volumes(
     namespace: str,
 ) -> None:
     count = 30
-    name = backends("burst", SPECS["nfs"])
+    luns = [{"lun": lun, "size": "1Gi"} for lun in range(1, count + 1)]
+    name = backends("burst", {"iscsi": {**SPECS["iscsi"]["iscsi"], "luns": luns}, **IMMEDIATE})
     api.wait_condition(name, status="True", reason="Available")
     manifests = [claim_manifest(f"burst-{i:02d}", namespace, name) for i in range(count)]
     first, rest = manifests[: count // 3], manifests[count // 3 :]

@@ -35,10 +35,18 @@ def model(spec: dict[str, Any]) -> StorageBackend:
     return StorageBackend.model_validate({"spec": spec})
 
 
-def test_backends_whose_volumes_live_in_the_backend_mount_get_a_helper() -> None:
+def test_backends_whose_directories_the_helpers_make_get_a_helper() -> None:
     assert driving.helper("gluster", model(GLUSTER), HELPERS) is not None
     nfs = {"nfs": {"servers": ["n1"], "path": "/export"}}
-    assert driving.helper("nfs", model(nfs), HELPERS) is None
+    assert driving.helper("nfs", model(nfs), HELPERS) is not None
+    iscsi = {
+        "iscsi": {
+            "portals": ["t1"],
+            "iqn": "iqn.2026-01.io.example:t",
+            "luns": [{"lun": 1, "size": "1Gi"}],
+        }
+    }
+    assert driving.helper("iscsi", model(iscsi), HELPERS) is None
 
 
 def test_helper_daemonset_is_privileged_with_bidirectional_stowage_root() -> None:

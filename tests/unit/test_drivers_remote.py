@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from stowage import objects
-from stowage.api.backend import StorageBackend
+from stowage.api.backend import StorageBackend, StorageType
 from stowage.drivers import driver_for
 from stowage.drivers.base import (
     BackendRef,
@@ -99,19 +99,24 @@ def test_nfs_version_belongs_in_the_spec_not_the_mount_options() -> None:
     ]
 
 
-def test_nfs_host_mount_orders_servers_by_node() -> None:
+def test_nfs_directories_are_made_over_nfs_with_servers_in_the_nodes_order() -> None:
     ref = backend("nfs-prod", NFS)
-    mount = driver_for(ref.spec.storage_type).host_mount(ref, "node-1")
-    assert mount is not None
-    assert mount.fs_type == "nfs"
-    assert mount.mount_point == "/var/lib/stowage/mounts/nfs-prod"
+    driver = driver_for(ref.spec.storage_type)
+    assert driver.host_mount(ref, "node-1") is None  # no node mounts the export
+    export = driver.remote_export(ref, "node-1")
+    assert export is not None
     first = rendezvous_choice("node-1", ["nfs-1.example.com", "nfs-2.example.com"])
-    assert mount.sources[0] == f"{first}:/exports/k8s"
-    assert sorted(mount.sources) == [
-        "nfs-1.example.com:/exports/k8s",
-        "nfs-2.example.com:/exports/k8s",
-    ]
-    assert mount.options == ("nfsvers=4.1", "noatime")
+    assert export.servers[0] == first
+    assert sorted(export.servers) == ["nfs-1.example.com", "nfs-2.example.com"]
+    assert (export.export, export.version) == ("/exports/k8s", "4.1")
+
+
+def test_nfs_refuses_directory_modes_with_special_bits() -> None:
+    spec = {**NFS, "provisioning": {"directoryMode": "2775"}}
+    problems = driver_for(StorageType.NFS).validate(backend("nfs-setgid", spec))
+    assert [problem.field for problem in problems] == ["provisioning.directoryMode"]
+    plain = {**NFS, "provisioning": {"directoryMode": "0775"}}
+    assert driver_for(StorageType.NFS).validate(backend("nfs-plain", plain)) == []
 
 
 # --- iscsi --------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from stowage.reconcilers.backend_state import (
     degraded_condition,
     immutable_fields_differ,
     is_owned_by,
+    mount_failures,
     needs_apply,
     node_mounts,
     owned_manifest,
@@ -147,3 +149,25 @@ def test_nodes_where_the_helper_failed_make_the_backend_degraded() -> None:
     assert "on 2 node(s): node-1, node-3" in condition.message
     healthy = degraded_condition(Facts())
     assert (healthy.status.value, healthy.reason) == ("False", "AsExpected")
+
+
+def test_a_backend_no_node_can_use_is_not_ready_and_says_why() -> None:
+    annotation = "mount-failure.stowage.io/files"
+    nodes = [
+        {
+            "metadata": {
+                "name": name,
+                "labels": {"mount.stowage.io/files": "failed"},
+                "annotations": {annotation: f"10.0.0.1 does not export /gone ({name})"},
+            }
+        }
+        for name in ("node-b", "node-a")
+    ]
+    failed = tuple(node_mounts("files", nodes)["failed"])
+    facts = Facts(mount_failed_nodes=failed, mount_failures=mount_failures("files", nodes))
+    condition = ready_condition(facts, StorageType.NFS)
+    assert (condition.status.value, condition.reason) == ("False", "MountFailed")
+    assert "cannot use the backend on any node (node-a, node-b failed)" in condition.message
+    assert "node node-a: 10.0.0.1 does not export /gone (node-a)" in condition.message
+    one_ready = dataclasses.replace(facts, mounted_nodes=("node-c",))
+    assert ready_condition(one_ready, StorageType.NFS).status.value == "True"

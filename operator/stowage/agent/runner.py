@@ -21,6 +21,7 @@ may be archived instead), and for lvm annotates the node with the volume group's
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import random
 import shutil
@@ -33,7 +34,7 @@ from functools import partial
 from pathlib import Path
 from types import FrameType
 
-from stowage.agent import ceph_fuse, git_checkout, lvm, mounting, node_volumes, rbd
+from stowage.agent import ceph_fuse, git_checkout, lvm, mounting, nfs_client, node_volumes, rbd
 from stowage.agent.claim_data import (
     NewDirectory,
     archive_directory_below,
@@ -56,10 +57,13 @@ from stowage.drivers.base import (
     PREPARED_BY_ANNOTATION,
     RELEASE_ANNOTATION,
     RELEASED_BY_ANNOTATION,
+    DataLocation,
     GitCheckout,
     HostMount,
     NodeVolume,
+    RemoteExport,
     capacity_annotation,
+    mount_failure_annotation,
     mount_label,
 )
 from stowage.drivers.mounts import mount_point_of
@@ -116,7 +120,7 @@ class Agent:
     def __init__(self, kube: Kube, settings: AgentSettings) -> None:
         self._kube = kube
         self._settings = settings
-        self._label: str | None = None
+        self._label: tuple[str | None, str | None] | None = None  # and the failure beside it
         self._mount: HostMount | None = None  # the last mount served, to release when it goes
         self._stopping = threading.Event()
         self._wake = threading.Event()  # work came early: run the next step now
@@ -182,7 +186,10 @@ class Agent:
             return
         mount = driving.host_mount(self._settings.backend, model, self._settings.node)
         if mount is None:
-            if driving.has_helpers(model):
+            export = driving.remote_export(self._settings.backend, model, self._settings.node)
+            if export is not None:
+                self.serve_remote_export(backend, model, export)
+            elif driving.has_helpers(model):
                 self.serve_node_volumes(backend, model)
             return
         if self._mount is not None and self._mount != mount:
@@ -237,10 +244,8 @@ class Agent:
             self._next_mount_at = time.monotonic() + random.uniform(delay / 2, delay)
             message = f"node {self._settings.node}: no server could be mounted ({tried})"
             logger.error("%s; next try in up to %.0f s", message, delay)
-            outcomes = [(a.source, a.outcome) for a in result.attempts]
-            if repr(outcomes) != self._last_failure:  # one Event per kind of failure
-                self._last_failure = repr(outcomes)
-                self._event(backend, warning=True, reason="MountFailed", message=message)
+            outcomes = "; ".join(f"{a.source}: {a.outcome}" for a in result.attempts)
+            self._mount_failed(backend, f"no server could be mounted ({outcomes})", message)
             return False
         self._failed_mounts, self._next_mount_at, self._last_failure = 0, 0.0, ""
         server = mounting.server_of(mount.fs_type, result.mounted_from)
@@ -419,6 +424,59 @@ class Agent:
         patch = {"metadata": {"annotations": {RELEASED_BY_ANNOTATION: self._settings.node}}}
         self._kube.merge_patch(PERSISTENT_VOLUMES, name, patch)
 
+    # --- directories on an NFS server (nfs) ----------------------------------------------
+
+    def serve_remote_export(
+        self, backend: Json, model: StorageBackend, export: RemoteExport
+    ) -> None:
+        """Labels the node ready while a server of the export answers here; makes the claim
+        directories the operator asks this node for and deletes or archives those of released
+        volumes, each on its volume's server."""
+        with contextlib.closing(
+            nfs_client.Sessions(export, self._settings.stat_timeout)
+        ) as sessions:
+            answering, failures = sessions.first_answering()
+            if answering is None:
+                why = "; ".join(failures)
+                logger.error("no server of the export answers: %s", why)
+                self._mount_failed(backend, why, f"node {self._settings.node}: {why}")
+                return
+            self._last_failure = ""
+            self._set_label(MOUNT_READY)
+            self.prepare_claims(lambda claim: self.make_remote_directory(model, sessions, claim))
+            for volume in self._released_volumes():
+                annotations = volume["metadata"].get("annotations") or {}
+                location = DataLocation.from_annotations(annotations)
+                if location.server is None or location.path is None:
+                    continue
+                undo = partial(
+                    release_remote, sessions, location.server, location.path, annotations
+                )
+                self.release_volume(backend, volume, undo)
+
+    def make_remote_directory(
+        self, model: StorageBackend, sessions: nfs_client.Sessions, claim: Json
+    ) -> str:
+        volume = self._claim_volume(model, claim)
+        location = DataLocation.from_annotations(volume["metadata"].get("annotations") or {})
+        if location.server is None or location.path is None:
+            raise ValueError("the planned volume names no server and path")
+        session = sessions.session(location.server)
+        session.make_directory(location.path, self._new_directory(model))
+        return f"{location.server}:{location.path}"
+
+    def _released_volumes(self) -> list[Json]:
+        """The backend's volumes the operator handed over for release, not released yet."""
+        volumes = self._kube.list(
+            PERSISTENT_VOLUMES, label_selector=f"{BACKEND_LABEL}={self._settings.backend}"
+        )
+        return [
+            volume
+            for volume in volumes
+            if RELEASE_ANNOTATION in (annotations := volume["metadata"].get("annotations") or {})
+            and not annotations.get(RELEASED_BY_ANNOTATION)
+        ]
+
     # --- volumes of this node (emptyDir, gitRepo) -----------------------------------------
 
     def serve_node_volumes(self, backend: Json, model: StorageBackend) -> None:
@@ -582,12 +640,29 @@ class Agent:
         if is_going(self._kube.get(STORAGE_BACKENDS, self._settings.backend)):
             self.release()
 
+    def _mount_failed(self, backend: Json, why: str, message: str) -> None:
+        """Labels the node failed with `why` beside it, and says `message` in an Event once
+        per kind of failure."""
+        if why != self._last_failure:
+            self._last_failure = why
+            self._event(backend, warning=True, reason="MountFailed", message=message)
+        self._set_label(MOUNT_FAILED)
+
     def _set_label(self, value: str | None) -> None:
-        if value == self._label:
+        """The node's mount label for the backend; when it is `failed`, the annotation beside
+        it says why (for the backend's conditions)."""
+        failure = (self._last_failure or None) if value == MOUNT_FAILED else None
+        if (value, failure) == self._label:
             return
-        patch = {"metadata": {"labels": {mount_label(self._settings.backend): value}}}
+        backend = self._settings.backend
+        patch = {
+            "metadata": {
+                "labels": {mount_label(backend): value},
+                "annotations": {mount_failure_annotation(backend): failure},
+            }
+        }
         self._kube.merge_patch(NODES, self._settings.node, patch)
-        self._label = value
+        self._label = (value, failure)
 
     def _event(self, backend: Json | None, *, warning: bool, reason: str, message: str) -> None:
         if backend is None:
@@ -596,13 +671,43 @@ class Agent:
         post_event(self._kube, involved, warning=warning, reason=reason, message=message)
 
 
+def release_directory(
+    annotations: dict[str, str],
+    remove: Callable[[], bool],
+    archive: Callable[[str], bool],
+    action: str,
+) -> bool:
+    """Deletes a claim's directory or archives it under the name the operator chose; says
+    whether there was anything to do."""
+    if action == OnDelete.DELETE.value:
+        return remove()
+    if action == OnDelete.ARCHIVE.value:
+        return archive(annotations[ARCHIVE_AS_ANNOTATION])
+    raise ValueError(f"unknown release action {action!r}")
+
+
+def release_remote(
+    sessions: nfs_client.Sessions,
+    server: str,
+    path: str,
+    annotations: dict[str, str],
+    action: str,
+) -> bool:
+    """Deletes or archives a claim's directory on its NFS server."""
+    session = sessions.session(server)
+    return release_directory(
+        annotations, partial(session.remove_tree, path), partial(session.archive, path), action
+    )
+
+
 def release_below(root: str, path: str, annotations: dict[str, str], action: str) -> bool:
     """Deletes or archives a claim's directory below a backend mount."""
-    if action == OnDelete.DELETE.value:
-        return remove_directory_below(root, path)
-    if action == OnDelete.ARCHIVE.value:
-        return archive_directory_below(root, path, annotations[ARCHIVE_AS_ANNOTATION])
-    raise ValueError(f"unknown release action {action!r}")
+    return release_directory(
+        annotations,
+        partial(remove_directory_below, root, path),
+        partial(archive_directory_below, root, path),
+        action,
+    )
 
 
 def wipe(

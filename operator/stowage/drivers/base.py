@@ -29,6 +29,8 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 MOUNT_LABEL_PREFIX = "mount.stowage.io/"
 MOUNT_READY = "ready"
 MOUNT_FAILED = "failed"
+# Why the helper on a node cannot use the backend, beside the mount label when it is `failed`.
+MOUNT_FAILURE_ANNOTATION_PREFIX = "mount-failure.stowage.io/"
 # Free bytes of a backend on a node, published by the mount helper (as TopoLVM does).
 CAPACITY_ANNOTATION_PREFIX = "capacity.stowage.io/"
 
@@ -38,6 +40,10 @@ STOWAGE_ROOT = "/var/lib/stowage"
 def mount_label(backend_name: str) -> str:
     """The node label the mount helper sets to `ready` where the backend is usable."""
     return MOUNT_LABEL_PREFIX + backend_name
+
+
+def mount_failure_annotation(backend_name: str) -> str:
+    return MOUNT_FAILURE_ANNOTATION_PREFIX + backend_name
 
 
 def capacity_annotation(backend_name: str) -> str:
@@ -295,6 +301,16 @@ class HostMount:
 
 
 @dataclass(frozen=True)
+class RemoteExport:
+    """An NFS export whose claim directories the helper makes through a userspace client,
+    with no mount on the node (the kubelet mounts each claim's directory itself)."""
+
+    servers: tuple[str, ...]  # in the node's failover order
+    export: str  # the exported path, as clients mount it
+    version: str  # the backend's NFS version
+
+
+@dataclass(frozen=True)
 class GitCheckout:
     """A checkout the helper clones into `path` and brings up to date every `sync_seconds`."""
 
@@ -385,6 +401,8 @@ class Driver(Protocol):
     access_modes: ClassVar[frozenset[str]]  # the access modes its claims may ask for
     # The helper on the volume's node makes each volume before its PV exists (emptyDir, gitRepo).
     prepared_on_node: ClassVar[bool]
+    # The helpers make claim directories on the server over the network (nfs).
+    remote_directories: ClassVar[bool]
 
     def validate(self, backend: BackendRef) -> list[Problem]:
         """Problems beyond the schema (pure: no Secrets or nodes are read)."""
@@ -410,6 +428,11 @@ class Driver(Protocol):
 
     def host_mount(self, backend: BackendRef, node: str) -> HostMount | None:
         """The backend-wide mount on `node`, if the type has one."""
+        ...
+
+    def remote_export(self, backend: BackendRef, node: str) -> RemoteExport | None:
+        """The export in which the helper on `node` makes claim directories over the network,
+        if the type's directories are made that way (nfs)."""
         ...
 
     def node_volume(self, backend: BackendRef, volume: ProvisionedVolume) -> NodeVolume | None:

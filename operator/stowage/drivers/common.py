@@ -21,6 +21,7 @@ from stowage.drivers.base import (
     ProvisionContext,
     ProvisionedVolume,
     ReleasePlan,
+    RemoteExport,
     SecretRequirement,
     StaticVolume,
     StorageClassParams,
@@ -64,6 +65,8 @@ class BaseDriver(Generic[SpecT]):
     expandable: ClassVar[bool] = False
     # The helper on the volume's node makes each volume before its PV exists.
     prepared_on_node: ClassVar[bool] = False
+    # The helpers make claim directories on the server over the network (`remote_export`).
+    remote_directories: ClassVar[bool] = False
 
     def type_spec(self, backend: BackendRef) -> SpecT:
         spec = backend.spec.type_spec
@@ -172,6 +175,9 @@ class BaseDriver(Generic[SpecT]):
         return []
 
     def host_mount(self, backend: BackendRef, node: str) -> HostMount | None:
+        return None
+
+    def remote_export(self, backend: BackendRef, node: str) -> RemoteExport | None:
         return None
 
     def node_volume(self, backend: BackendRef, volume: ProvisionedVolume) -> NodeVolume | None:

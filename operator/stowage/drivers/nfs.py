@@ -1,7 +1,8 @@
 """nfs: an NFS export; each claim gets a subdirectory, mounted by the kubelet (in-tree `nfs`).
 
 The claim's server is chosen by rendezvous hash of its UID, so claims spread over the servers.
-The helper mounts the export on its nodes only to create and remove claim directories.
+The helpers make and remove claim directories on the claim's server through a userspace NFS
+client (stowage.agent.nfs_client): no node mounts the export for it.
 """
 
 from __future__ import annotations
@@ -14,25 +15,19 @@ from stowage.drivers.base import (
     BackendRef,
     ClaimRequest,
     DataLocation,
-    HostMount,
     Problem,
     ProvisionContext,
+    RemoteExport,
     Unprovisionable,
     VolumeKind,
     VolumePlan,
 )
 from stowage.drivers.common import BaseDriver, forbidden_option_problems
-from stowage.drivers.mounts import failover_mount
 from stowage.drivers.naming import claim_directory, path_under
-from stowage.drivers.placement import rendezvous_choice
+from stowage.drivers.placement import rendezvous_choice, rendezvous_order
 
 VERSION_OPTIONS = ("vers", "nfsvers")
-
-
-def server_and_path(server: str, path: str) -> str:
-    """`host:/path`, with IPv6 addresses in brackets."""
-    host = f"[{server}]" if ":" in server else server
-    return f"{host}:{path}"
+SPECIAL_MODE_BITS = 0o7000
 
 
 class NfsDriver(BaseDriver[NfsSpec]):
@@ -40,9 +35,19 @@ class NfsDriver(BaseDriver[NfsSpec]):
     volume_kind: ClassVar[VolumeKind] = VolumeKind.FILE
     spec_model = NfsSpec
     kubelet_mounts: ClassVar[bool] = True
+    remote_directories: ClassVar[bool] = True
 
     def validate_type(self, backend: BackendRef) -> list[Problem]:
-        return forbidden_option_problems(backend, VERSION_OPTIONS, "set nfs.version instead")
+        problems = forbidden_option_problems(backend, VERSION_OPTIONS, "set nfs.version instead")
+        if backend.spec.provisioning.directory_mode_bits & SPECIAL_MODE_BITS:
+            problems.append(
+                Problem(
+                    "provisioning.directoryMode",
+                    "nfs claim directories are made over NFS with the mode given at creation, "
+                    "which cannot carry set-id or sticky bits: use a mode of three octal digits",
+                )
+            )
+        return problems
 
     def protocol_mount_options(self, backend: BackendRef) -> tuple[str, ...]:
         return (f"nfsvers={self.type_spec(backend).version.value}",)
@@ -77,12 +82,10 @@ class NfsDriver(BaseDriver[NfsSpec]):
             source["readOnly"] = True
         return {"nfs": source}
 
-    def host_mount(self, backend: BackendRef, node: str) -> HostMount:
+    def remote_export(self, backend: BackendRef, node: str) -> RemoteExport:
         spec = self.type_spec(backend)
-        return failover_mount(
-            backend,
-            node,
-            "nfs",
-            {server: server_and_path(server, spec.path) for server in spec.servers},
-            self.protocol_mount_options(backend),
+        return RemoteExport(
+            servers=tuple(rendezvous_order(node, spec.servers)),
+            export=spec.path,
+            version=spec.version.value,
         )

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from stowage.api.backend import StorageBackend, StorageType
 from stowage.api.common import API_VERSION, Condition
-from stowage.drivers.base import mount_label
+from stowage.drivers.base import mount_failure_annotation, mount_label
 from stowage.kube import Json
 from stowage.status import DEGRADED, READY, desired, merge, transitions
 
@@ -90,6 +90,9 @@ class Facts:
     static_volume_errors: tuple[str, ...] = field(default_factory=tuple)
     helper_error: str | None = None
     mount_failed_nodes: tuple[str, ...] = ()
+    mounted_nodes: tuple[str, ...] = ()
+    # "node: why" for failed nodes whose helper said why.
+    mount_failures: tuple[str, ...] = ()
     # "portal: why" for each server the operator could not open a TCP connection to.
     unreachable_servers: tuple[str, ...] = ()
 
@@ -120,6 +123,8 @@ def ready_condition(facts: Facts, storage_type: StorageType | None) -> Condition
         return desired(READY, False, Reason.STORAGE_CLASS_FAILED, facts.storage_class_error)
     if facts.helper_error:
         return desired(READY, False, Reason.HELPER_FAILED, facts.helper_error)
+    if facts.mount_failed_nodes and not facts.mounted_nodes:
+        return desired(READY, False, Reason.MOUNT_FAILED, no_node_can_mount(facts))
     if facts.csi_driver and not facts.csi_driver_installed:
         return desired(
             READY,
@@ -134,6 +139,15 @@ def ready_condition(facts: Facts, storage_type: StorageType | None) -> Condition
         True,
         Reason.AVAILABLE,
         f"StorageClass {facts.storage_class_name} offers {kind} volumes",
+    )
+
+
+def no_node_can_mount(facts: Facts) -> str:
+    failed = facts.mount_failed_nodes
+    reasons = f": {'; '.join(facts.mount_failures[:3])}" if facts.mount_failures else ""
+    return (
+        f"the mount helper cannot use the backend on any node ({listed(failed)} failed)"
+        f"{reasons}; claims wait until a node can"
     )
 
 
@@ -161,6 +175,17 @@ def degraded_condition(facts: Facts) -> Condition:
             "claims still get LUNs, but nodes cannot log in while it lasts",
         )
     return desired(DEGRADED, False, Reason.AS_EXPECTED, "")
+
+
+def mount_failures(backend_name: str, nodes: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """`node: why` for each node whose helper says why it cannot use the backend."""
+    annotation = mount_failure_annotation(backend_name)
+    found = []
+    for node in sorted(nodes, key=lambda node: str(node["metadata"]["name"])):
+        why = (node["metadata"].get("annotations") or {}).get(annotation)
+        if why:
+            found.append(f"node {node['metadata']['name']}: {why}")
+    return tuple(found)
 
 
 def node_mounts(backend_name: str, nodes: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:

@@ -39,6 +39,7 @@ from stowage.reconcilers.backend_state import (
     degraded_condition,
     immutable_fields_differ,
     is_owned_by,
+    mount_failures,
     needs_apply,
     node_mounts,
     owned_manifest,
@@ -122,7 +123,12 @@ class BackendReconciler:
                     "mounted": len(mounts.get(MOUNT_READY, ())),
                     "failed": len(failed),
                 }
-                facts = dataclasses.replace(facts, mount_failed_nodes=failed)
+                facts = dataclasses.replace(
+                    facts,
+                    mount_failed_nodes=failed,
+                    mounted_nodes=tuple(mounts.get(MOUNT_READY, ())),
+                    mount_failures=mount_failures(name, nodes),
+                )
         conditions = [ready_condition(facts, storage_type), degraded_condition(facts)]
         await self._report(body, patch, conditions, observed)
         metrics.BACKEND_VOLUMES.labels(name).set(len(volumes))

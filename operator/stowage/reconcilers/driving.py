@@ -30,6 +30,7 @@ from stowage.drivers.base import (
     ProvisionContext,
     ProvisionedVolume,
     ReleasePlan,
+    RemoteExport,
     Unprovisionable,
     mount_label,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "mount_order",
     "node_volume",
     "release_volume",
+    "remote_export",
     "secret_requirements",
     "static_volumes",
     "storage_class",
@@ -121,6 +123,12 @@ def host_mount(name: str, model: StorageBackend, node: str) -> HostMount | None:
     return driver_for(model.spec.storage_type).host_mount(_ref(name, model), node)
 
 
+def remote_export(name: str, model: StorageBackend, node: str) -> RemoteExport | None:
+    """Where the helper on `node` makes claim directories over the network; None for types
+    whose directories are made otherwise."""
+    return driver_for(model.spec.storage_type).remote_export(_ref(name, model), node)
+
+
 def allows_many_writers(model: StorageBackend) -> bool:
     """Whether the backend's claims may be ReadWriteMany."""
     return AccessMode.READ_WRITE_MANY in driver_for(model.spec.storage_type).access_modes
@@ -135,10 +143,15 @@ def probe_addresses(model: StorageBackend) -> list[tuple[str, str, int]]:
 
 def has_helpers(model: StorageBackend) -> bool:
     """Whether the backend gets mount-helper DaemonSets: types whose volumes live in the
-    backend mount (glusterfs, cephfs, cifs), and types whose volumes the helper makes on the
-    chosen node (emptyDir, gitRepo). The helpers' work for the others is not built yet."""
+    backend mount (glusterfs, cephfs, cifs), types whose volumes the helper makes on the
+    chosen node (emptyDir, gitRepo, hostPath, lvm, rbd), and nfs, whose claim directories the
+    helpers make on the server."""
     driver = driver_for(model.spec.storage_type)
-    return isinstance(driver, SharedMountDriver) or driver.prepared_on_node
+    return (
+        isinstance(driver, SharedMountDriver)
+        or driver.prepared_on_node
+        or driver.remote_directories
+    )
 
 
 def _helper_nodes(name: str, nodes: Sequence[Mapping[str, Any]]) -> list[str]:
