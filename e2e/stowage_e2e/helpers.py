@@ -192,3 +192,37 @@ def backend_factory(kube: Kube, stowage_installed: Images) -> Iterator[Callable[
     yield create
     for name in created:
         kube.delete("storagebackend", name, wait=True)
+
+
+def assert_secret_nowhere(kube: Kube, backend: str, secret: str, what: str) -> None:
+    """`secret` (`what` it is) is not in the backend (status), Events, ConfigMaps, the logs of
+    the backend's helpers or of the operator."""
+    places = {
+        "backend": kube.text("get", "storagebackend", backend, "--output", "yaml"),
+        "events": kube.text("get", "events", "--all-namespaces", "--output", "yaml"),
+        "configmaps": kube.text("get", "configmaps", "--all-namespaces", "--output", "yaml"),
+    }
+    for pod in helper_pods(kube, backend):
+        places[pod] = kube.logs(pod, HELPERS_NAMESPACE)
+    operator = kube.text(
+        "--namespace", "stowage-system", "logs", "deployment/stowage-operator", "--tail=-1"
+    )
+    places["operator"] = operator
+    leaked = [place for place, text in places.items() if secret in text]
+    assert not leaked, f"{what} is in {leaked}"
+
+
+def wait_degraded(kube: Kube, backend: str, reason: str, timeout: float = 90) -> dict[str, Any]:
+    """Waits until the backend reports `Degraded` for `reason`; the backend then."""
+    found: dict[str, Any] = kube.wait_for(
+        "storagebackend",
+        backend,
+        None,
+        lambda found: any(
+            condition["type"] == "Degraded" and condition["reason"] == reason
+            for condition in found.get("status", {}).get("conditions", [])
+        ),
+        timeout=timeout,
+        what=f"Degraded=True {reason}",
+    )
+    return found

@@ -296,6 +296,15 @@ class Samba:
                 names.append(fields[0])
         return names
 
+    def read(self, share: str, user: str, password: str, path: str) -> str:
+        """A file of the share, fetched by smbclient."""
+        local = self.state_dir / "fetched"
+        local.unlink(missing_ok=True)
+        result = self.smbclient(share, user, password, f'get "{path}" "{local}"')
+        if result.returncode != 0:
+            raise RuntimeError(f"smbclient get {path}: {result.stdout}{result.stderr}")
+        return local.read_text()
+
     def log(self) -> str:
         path = self.state_dir / "log.smbd"
         return path.read_text(errors="replace") if path.exists() else ""
