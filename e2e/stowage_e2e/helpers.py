@@ -1,6 +1,7 @@
 """Mount helpers, claims and Events as a test sees them: shared by the backend e2e tests.
 
 backend_factory (test fixture) a factory of StorageBackends, deleted after the test
+secret_backend_factory (test fixture) the same for backends whose spec names a Secret
 """
 
 from __future__ import annotations
@@ -226,3 +227,35 @@ def wait_degraded(kube: Kube, backend: str, reason: str, timeout: float = 90) ->
         what=f"Degraded=True {reason}",
     )
     return found
+
+
+@pytest.fixture
+def secret_backend_factory(
+    kube: Kube, namespace: str, stowage_installed: Images
+) -> Iterator[Callable[..., str]]:
+    """`secret_backend_factory(prefix, secret_data, spec_of)`: a Secret `<prefix>-<random>` of
+    `secret_data` in the test's namespace and a StorageBackend of that name whose spec
+    `spec_of(secret_reference)` gives; after the test, the namespace's pods and claims go,
+    then the backends."""
+    created: list[str] = []
+
+    def create(
+        prefix: str,
+        secret_data: dict[str, str],
+        spec_of: Callable[[dict[str, str]], dict[str, Any]],
+    ) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name},
+            "stringData": secret_data,
+        }
+        kube.apply(secret, namespace)
+        spec = spec_of({"name": name, "namespace": namespace})
+        kube.apply(scenario.storage_backend(name, spec))
+        created.append(name)
+        return name
+
+    yield create
+    remove_backends(kube, namespace, created)

@@ -23,10 +23,8 @@ from stowage_e2e.helpers import (
     MOUNTS_DIR,
     assert_secret_nowhere,
     backend_events,
-    ceph_user_secret,
     claim_directory,
     fuse_clients_of,
-    remove_backends,
     restart_helper,
     source_at,
     wait_degraded,
@@ -67,30 +65,26 @@ def cephfs_root(ceph: CephCluster, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture
 def new_backend(
-    kube: Kube, namespace: str, ceph: CephCluster, stowage_installed: Images
-) -> Iterator[Callable[..., str]]:
+    ceph: CephCluster, secret_backend_factory: Callable[..., str]
+) -> Callable[..., str]:
     """Creates cephfs StorageBackends (each with its Secret, helper and mount)."""
-    created: list[str] = []
 
     def create(key: str, **more: Any) -> str:
-        name = f"cephfs-{uuid.uuid4().hex[:6]}"
-        kube.apply(ceph_user_secret(name, HELPER_USER, key), namespace)
-        spec: dict[str, Any] = {
-            "cephfs": {
-                "monitors": [ceph.mon_address],
-                "fsName": ceph.fs_name,
-                "userSecretRef": {"name": name, "namespace": namespace},
-            },
-            "provisioning": {"basePath": "/k8s", "onDelete": "Delete"},
-            "storageClass": {"volumeBindingMode": "Immediate"},
-            **more,
-        }
-        kube.apply(scenario.storage_backend(name, spec))
-        created.append(name)
-        return name
+        def spec_of(secret: dict[str, str]) -> dict[str, Any]:
+            return {
+                "cephfs": {
+                    "monitors": [ceph.mon_address],
+                    "fsName": ceph.fs_name,
+                    "userSecretRef": secret,
+                },
+                "provisioning": {"basePath": "/k8s", "onDelete": "Delete"},
+                "storageClass": {"volumeBindingMode": "Immediate"},
+                **more,
+            }
 
-    yield create
-    remove_backends(kube, namespace, created)
+        return secret_backend_factory("cephfs", {"userID": HELPER_USER, "userKey": key}, spec_of)
+
+    return create
 
 
 # As the claim's owner: a file, how big the volume looks, then 30 MiB into a 12 MiB claim.

@@ -30,7 +30,6 @@ from stowage_e2e.helpers import (
     finished_log,
     helper_pods,
     release_claim,
-    remove_backends,
     wait_degraded,
     wait_for_label,
 )
@@ -68,36 +67,20 @@ def samba(cluster: object) -> Iterator[Samba]:
 
 
 @pytest.fixture
-def new_backend(
-    kube: Kube, namespace: str, samba: Samba, stowage_installed: Images
-) -> Iterator[Callable[..., str]]:
+def new_backend(samba: Samba, secret_backend_factory: Callable[..., str]) -> Callable[..., str]:
     """Creates cifs StorageBackends of the Samba server, each with its Secret."""
-    created: list[str] = []
 
     def create(password: str, share: str = SHARE) -> str:
-        name = f"cifs-{uuid.uuid4().hex[:6]}"
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name},
-            "stringData": {"username": USER, "password": password},
-        }
-        kube.apply(secret, namespace)
-        spec: dict[str, Any] = {
-            "cifs": {
-                "servers": [samba.host.ip],
-                "share": share,
-                "secretRef": {"name": name, "namespace": namespace},
-            },
-            "provisioning": {"basePath": "/k8s", "onDelete": "Delete"},
-            "storageClass": {"volumeBindingMode": "Immediate"},
-        }
-        kube.apply(scenario.storage_backend(name, spec))
-        created.append(name)
-        return name
+        def spec_of(secret: dict[str, str]) -> dict[str, Any]:
+            return {
+                "cifs": {"servers": [samba.host.ip], "share": share, "secretRef": secret},
+                "provisioning": {"basePath": "/k8s", "onDelete": "Delete"},
+                "storageClass": {"volumeBindingMode": "Immediate"},
+            }
 
-    yield create
-    remove_backends(kube, namespace, created)
+        return secret_backend_factory("cifs", {"username": USER, "password": password}, spec_of)
+
+    return create
 
 
 def mount_failure(kube: Kube, backend: str) -> str:
@@ -145,7 +128,8 @@ def test_right_credentials_pass_the_check_and_reach_the_kernel_mount(
     mount's, not the check's, and the credentials file is private to the helper."""
     name = new_backend(PASSWORD)
     message = mount_failure(kube, name)
-    assert "mount failed: " in message
+    assert "mount failed: this node's kernel has no CIFS client" in message
+    assert "mount error(19): No such device" in message  # mount.cifs's own words
     assert "NT_STATUS" not in message  # smbclient's check passed
     (pod,) = helper_pods(kube, name)
     path = PRIVATE_STATE / name / CREDENTIALS_FILE

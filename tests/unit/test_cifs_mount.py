@@ -181,3 +181,20 @@ def test_cifs_helpers_get_the_copy_of_the_secret() -> None:
     assert mount in pod["containers"][0]["volumeMounts"]
     copy = driving.helper_credentials("smb", model(), HELPERS, {"username": "YQ=="})
     assert copy is not None and copy["data"] == {"username": "YQ=="}
+
+
+# mount.cifs (cifs-utils 7.0) on a kernel without CIFS, as the e2e test on this VM sees it.
+NO_CIFS = """mount error: cifs filesystem not supported by the system
+mount error(19): No such device
+Refer to the mount.cifs(8) manual page (e.g. man mount.cifs) and kernel log messages (dmesg)
+"""
+
+
+def test_a_kernel_mount_failure_is_told_on_one_line_with_its_meaning() -> None:
+    assert cifs_mount.explain(NO_CIFS) == (
+        "this node's kernel has no CIFS client (load the cifs module): mount error: cifs "
+        "filesystem not supported by the system; mount error(19): No such device"
+    )
+    assert cifs_mount.explain("mount error(22): Invalid argument\n") == (
+        "mount error(22): Invalid argument"
+    )

@@ -22,6 +22,14 @@ USERNAME_KEY = "username"
 PASSWORD_KEY = "password"
 DOMAIN_KEY = "domain"
 CREDENTIALS_FILE = "cifs-credentials"
+# What mount.cifs's `mount error(N)` means when the share passed smbclient's check.
+MOUNT_ERRORS = {
+    19: "this node's kernel has no CIFS client (load the cifs module)",
+    13: "the server refused the kernel's session or share access",
+    95: "the server does not speak the protocol version of cifs.version",
+    112: "the server went away",
+    115: "the server did not answer the kernel in time",
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,19 @@ def command(mount: HostMount, source: str, credentials_file: Path) -> list[str]:
     return mount_command(dataclasses.replace(mount, options=options), source)
 
 
+def explain(output: str) -> str:
+    """Why the kernel did not mount the share, with mount.cifs's own words on one line."""
+    said = "; ".join(
+        line.strip()
+        for line in output.splitlines()
+        if line.strip() and not line.startswith("Refer to the mount.cifs(8)")
+    )
+    for number, meaning in MOUNT_ERRORS.items():
+        if f"mount error({number})" in said:
+            return f"{meaning}: {said}"[-300:]
+    return said[-300:] or "mount.cifs failed"
+
+
 def client(mount: HostMount, credentials: Path, state: Path, mount_timeout: float) -> MountClient:
     """The CIFS way of mounting `mount`: its credentials file written to `state`, each source's
     share checked with smbclient before the kernel mounts it."""
@@ -76,6 +97,7 @@ def client(mount: HostMount, credentials: Path, state: Path, mount_timeout: floa
     version = smb_check.version_of(mount.options)
     return MountClient(
         command=lambda mount, source: command(mount, source, path),
+        explain=explain,
         check=lambda mount, source: smb_check.check(
             source, path, user.username, version, mount_timeout
         ),
