@@ -1,6 +1,7 @@
 """Mount helpers, claims and Events as a test sees them: shared by the backend e2e tests.
 
 backend_factory (test fixture) a factory of StorageBackends, deleted after the test
+secret_backend_factory (test fixture) the same for backends whose spec names a Secret
 """
 
 from __future__ import annotations
@@ -212,3 +213,53 @@ def backend_factory(kube: Kube, stowage_installed: Images) -> Iterator[Callable[
     yield create
     for name in created:
         kube.delete("storagebackend", name, wait=True)
+
+
+def assert_secret_nowhere(kube: Kube, backend: str, secret: str, what: str) -> None:
+    """`secret` (`what` it is) is not in the backend (status), Events, ConfigMaps, the logs of
+    the backend's helpers or of the operator."""
+    places = {
+        "backend": kube.text("get", "storagebackend", backend, "--output", "yaml"),
+        "events": kube.text("get", "events", "--all-namespaces", "--output", "yaml"),
+        "configmaps": kube.text("get", "configmaps", "--all-namespaces", "--output", "yaml"),
+    }
+    for pod in helper_pods(kube, backend):
+        places[pod] = kube.logs(pod, HELPERS_NAMESPACE)
+    operator = kube.text(
+        "--namespace", "stowage-system", "logs", "deployment/stowage-operator", "--tail=-1"
+    )
+    places["operator"] = operator
+    leaked = [place for place, text in places.items() if secret in text]
+    assert not leaked, f"{what} is in {leaked}"
+
+
+@pytest.fixture
+def secret_backend_factory(
+    kube: Kube, namespace: str, stowage_installed: Images
+) -> Iterator[Callable[..., str]]:
+    """`secret_backend_factory(prefix, secret_data, spec_of)`: a Secret `<prefix>-<random>` of
+    `secret_data` in the test's namespace and a StorageBackend of that name whose spec
+    `spec_of(secret_reference)` gives; after the test, the namespace's pods and claims go,
+    then the backends."""
+    created: list[str] = []
+
+    def create(
+        prefix: str,
+        secret_data: dict[str, str],
+        spec_of: Callable[[dict[str, str]], dict[str, Any]],
+    ) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name},
+            "stringData": secret_data,
+        }
+        kube.apply(secret, namespace)
+        spec = spec_of({"name": name, "namespace": namespace})
+        kube.apply(scenario.storage_backend(name, spec))
+        created.append(name)
+        return name
+
+    yield create
+    remove_backends(kube, namespace, created)

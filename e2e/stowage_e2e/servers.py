@@ -49,6 +49,16 @@ def wait_for_port(host: TestHost, port: int, timeout: float = 30) -> None:
     raise TimeoutError(f"nothing listens on {host.ip}:{port} after {timeout} s")
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminates a server this suite started, killing it if it lingers."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def ganesha_config(host: TestHost, exports: Mapping[str, str], state_dir: Path) -> str:
     """NFSv4 only, FSAL VFS, no grace period (a test server starts with no clients).
 
@@ -160,9 +170,165 @@ class NfsGanesha:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        self.process.terminate()
+        stop_process(self.process)
+
+
+SMB_PORT = 445
+
+
+def samba_config(host: TestHost, shares: Mapping[str, str], state_dir: Path) -> str:
+    """A standalone server on the host's address (SMB 2 and 3, port 445, no NetBIOS), its users
+    in a passdb of its own, every share read-write to its users as root on the disk."""
+    blocks = [
+        f"""[global]
+    server role = standalone server
+    workgroup = STOWAGE
+    netbios name = {host.name.upper().replace("-", "")}
+    interfaces = {host.ip}
+    bind interfaces only = yes
+    smb ports = {SMB_PORT}
+    disable netbios = yes
+    server min protocol = SMB2_02
+    map to guest = never
+    passdb backend = tdbsam:{state_dir}/private/passdb.tdb
+    private dir = {state_dir}/private
+    lock directory = {state_dir}/lock
+    state directory = {state_dir}/state
+    cache directory = {state_dir}/cache
+    pid directory = {state_dir}/run
+    ncalrpc dir = {state_dir}/ncalrpc
+    log file = {state_dir}/log.smbd
+    log level = 1
+    load printers = no
+    printing = bsd
+    printcap name = /dev/null
+    disable spoolss = yes
+    usershare path =
+"""
+    ]
+    for name, path in sorted(shares.items()):
+        blocks.append(
+            f"""[{name}]
+    path = {path}
+    read only = no
+    force user = root
+"""
+        )
+    return "\n".join(blocks)
+
+
+@dataclass
+class Samba:
+    """A Samba server (smbd) on one test host; its users are Unix accounts of this machine
+    (Samba needs one per user), removed by `stop`."""
+
+    host: TestHost
+    state_dir: Path
+    process: subprocess.Popen[bytes]
+    users: tuple[str, ...]
+
+    @classmethod
+    def start(cls, host: TestHost, shares: Mapping[str, str], users: Mapping[str, str]) -> Samba:
+        """Serves each host directory (made if missing) as the share of its name, to `users`
+        (name -> password)."""
+        apt_install("samba", "smbclient")
+        state_dir = SERVERS_DIR / host.name / "samba"
+        for directory in ("private", "lock", "state", "cache", "run", "ncalrpc"):
+            (state_dir / directory).mkdir(parents=True, exist_ok=True)
+        for path in shares.values():
+            Path(path).mkdir(parents=True, exist_ok=True)
+        config = state_dir / "smb.conf"
+        config.write_text(samba_config(host, shares, state_dir))
+        server = cls(host, state_dir, _start_smbd(host, config), tuple(users))
         try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            for name, password in users.items():
+                server.add_user(name, password)
+            wait_for_port(host, SMB_PORT)
+        except (TimeoutError, subprocess.CalledProcessError):
+            server.stop()
+            raise RuntimeError(f"smbd did not start:\n{server.log()[-3000:]}") from None
+        return server
+
+    @property
+    def config(self) -> Path:
+        return self.state_dir / "smb.conf"
+
+    def add_user(self, name: str, password: str) -> None:
+        """A Unix account without login or home, and its Samba password (on stdin)."""
+        if subprocess.run(["id", name], capture_output=True, check=False).returncode != 0:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                check=True,
+            )
+        subprocess.run(
+            ["smbpasswd", "-c", str(self.config), "-s", "-a", name],
+            input=f"{password}\n{password}\n",
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+
+    def source(self, share: str) -> str:
+        return f"//{self.host.ip}/{share}"
+
+    def smbclient(
+        self, share: str, user: str, password: str, command: str
+    ) -> subprocess.CompletedProcess[str]:
+        """smbclient, a real SMB client, runs `command` on the share as `user` (the password
+        in an authentication file, as the helper gives it)."""
+        authentication = self.state_dir / f"auth-{user}"
+        authentication.touch(mode=0o600)
+        authentication.write_text(f"username={user}\npassword={password}\n")
+        return subprocess.run(
+            [
+                "smbclient",
+                self.source(share),
+                "--configfile=/dev/null",
+                f"--authentication-file={authentication}",
+                "--max-protocol=SMB3",
+                f"--command={command}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def list(self, share: str, user: str, password: str, directory: str = "") -> list[str]:
+        """Names in a directory of the share, as smbclient lists them."""
+        result = self.smbclient(share, user, password, f'ls "{directory}/*"')
+        if result.returncode != 0:
+            raise RuntimeError(f"smbclient ls {directory}: {result.stdout}{result.stderr}")
+        names = []
+        for line in result.stdout.splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and line.startswith("  ") and fields[0] not in (".", ".."):
+                names.append(fields[0])
+        return names
+
+    def read(self, share: str, user: str, password: str, path: str) -> str:
+        """A file of the share, fetched by smbclient."""
+        local = self.state_dir / "fetched"
+        local.unlink(missing_ok=True)
+        result = self.smbclient(share, user, password, f'get "{path}" "{local}"')
+        if result.returncode != 0:
+            raise RuntimeError(f"smbclient get {path}: {result.stdout}{result.stderr}")
+        return local.read_text()
+
+    def log(self) -> str:
+        path = self.state_dir / "log.smbd"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        for user in self.users:
+            subprocess.run(["userdel", user], capture_output=True, check=False)
+
+
+def _start_smbd(host: TestHost, config: Path) -> subprocess.Popen[bytes]:
+    return host.popen(
+        ["smbd", "--foreground", "--no-process-group", f"--configfile={config}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from stowage.agent import ceph_fuse, mounting, rbd, runner
+from stowage.agent.credentials import CredentialsError
 from stowage.api.backend import StorageBackend
 from stowage.drivers.base import NodeVolume, RbdImage
 from stowage.objects.helper_daemonset import HelperSettings
@@ -121,9 +122,9 @@ def test_the_client_writes_config_and_a_private_keyring_and_no_key_on_a_command_
 
 
 def test_a_missing_secret_key_is_told_by_name(tmp_path: Path) -> None:
-    with pytest.raises(ceph_fuse.CredentialsError, match="no userID"):
+    with pytest.raises(CredentialsError, match="no userID"):
         rbd.client("10.0.0.21", tmp_path, tmp_path / "state", "/mnt/x", 30)
-    assert ceph_fuse.CredentialsError in runner.PREPARATION_ERRORS
+    assert CredentialsError in runner.PREPARATION_ERRORS
     assert rbd.RbdError in runner.PREPARATION_ERRORS
 
 

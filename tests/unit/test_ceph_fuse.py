@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from stowage.agent import ceph_fuse, mounting
+from stowage.agent.credentials import CredentialsError
 from stowage.agent.runner import Agent, AgentSettings
 from stowage.api.backend import StorageBackend
 from stowage.drivers.base import BackendRef, HostMount
@@ -94,7 +95,7 @@ def test_a_user_given_with_its_client_prefix_is_taken_as_the_user(tmp_path: Path
 def test_unusable_credentials_are_refused_without_repeating_them(
     tmp_path: Path, user: str, key: str, reason: str
 ) -> None:
-    with pytest.raises(ceph_fuse.CredentialsError, match=reason) as raised:
+    with pytest.raises(CredentialsError, match=reason) as raised:
         ceph_fuse.read_user(credentials(tmp_path, user, key))
     assert key not in str(raised.value)
 
@@ -102,7 +103,7 @@ def test_unusable_credentials_are_refused_without_repeating_them(
 def test_missing_credentials_name_the_missing_key(tmp_path: Path) -> None:
     directory = tmp_path / "empty"
     directory.mkdir()
-    with pytest.raises(ceph_fuse.CredentialsError, match="no userID in the helper's copy"):
+    with pytest.raises(CredentialsError, match="no userID in the helper's copy"):
         ceph_fuse.read_user(directory)
 
 

@@ -15,11 +15,11 @@ administrator can act on and drops anything that could hold the key.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from stowage.agent.credentials import CredentialsError, private_directory, read_keys, write_private
 from stowage.agent.mounting import MountClient
 from stowage.drivers.base import HostMount
 
@@ -29,10 +29,6 @@ SECRET_KEY = "userKey"
 USER_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # A cephx key: base64 of 28 bytes (AQ...==).
 KEY_PATTERN = re.compile(r"[A-Za-z0-9+/]{38}==")
-
-
-class CredentialsError(Exception):
-    """The helper's copy of the Secret is missing or holds no usable Ceph user."""
 
 
 @dataclass(frozen=True)
@@ -46,15 +42,8 @@ class CephUser:
 
 def read_user(credentials: Path) -> CephUser:
     """The Ceph user from the files of the helper's Secret volume."""
-    try:
-        name = (credentials / USER_KEY).read_text().strip()
-        key = (credentials / SECRET_KEY).read_text().strip()
-    except FileNotFoundError as error:
-        raise CredentialsError(
-            f"no {Path(str(error.filename)).name} in the helper's copy of the backend's "
-            "Secret (is the backend's userSecretRef there, with keys userID and userKey?)"
-        ) from None
-    name = name.removeprefix("client.")
+    found = read_keys(credentials, (USER_KEY, SECRET_KEY), field="userSecretRef")
+    name, key = found[USER_KEY].removeprefix("client."), found[SECRET_KEY]
     if not USER_PATTERN.fullmatch(name):
         raise CredentialsError("userID is not a Ceph user name (e.g. `stowage`, no `client.`)")
     if not KEY_PATTERN.fullmatch(key):
@@ -83,21 +72,10 @@ client mount timeout = {max(5, int(mount_timeout * 2 / 3))}
 """
 
 
-def write_private(path: Path, text: str) -> None:
-    """Writes `text` to a new file that only its owner can read, then moves it in place."""
-    partial = path.with_name(path.name + ".new")
-    partial.unlink(missing_ok=True)  # a leftover of a crash
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(text)
-    os.replace(partial, path)
-
-
 def write_client_files(monitors: str, user: CephUser, state: Path, timeout: float) -> Path:
     """A Ceph client's ceph.conf and keyring in `state` (0700); the config's path (shared by
     ceph-fuse, rbd and rbd-fuse)."""
-    state.mkdir(mode=0o700, parents=True, exist_ok=True)
-    state.chmod(0o700)
+    private_directory(state)
     write_private(state / "ceph.conf", client_config(monitors, state, timeout))
     write_private(state / "keyring", f"[client.{user.name}]\n\tkey = {user.key}\n")
     return state / "ceph.conf"

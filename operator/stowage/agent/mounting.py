@@ -32,7 +32,9 @@ FUSE_CLIENTS = frozenset({"glusterfs", "glusterfsd", "ceph-fuse", "rbd-fuse"})
 @dataclass(frozen=True)
 class Attempt:
     source: str
-    outcome: str  # "mounted", "refused", "timeout", "unreachable", "mount failed: ..."
+    # "mounted", "refused", "timeout", "unreachable", "mount failed: ...", or why the
+    # client's check refused the source
+    outcome: str
     seconds: float
 
 
@@ -95,14 +97,20 @@ def last_words(output: str) -> str:
     return output.strip()[-300:]
 
 
+def no_check(mount: HostMount, source: str) -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class MountClient:
-    """How a type's mount is made: the command for one source, and why it failed (from the
-    command's output). `mount(8)` with the kernel's or a mount helper's file system by default;
-    CephFS has its own (stowage.agent.ceph_fuse)."""
+    """How a type's mount is made: a check of the source before it is mounted (None, or why it
+    cannot be), the command for one source, and why it failed (from the command's output).
+    `mount(8)` with the kernel's or a mount helper's file system by default; CephFS
+    (stowage.agent.ceph_fuse) and CIFS (stowage.agent.cifs_mount) have their own."""
 
     command: Callable[[HostMount, str], list[str]] = mount_command
     explain: Callable[[str], str] = last_words
+    check: Callable[[HostMount, str], str | None] = no_check
 
 
 MOUNT = MountClient()
@@ -126,6 +134,10 @@ def mount_with_failover(
             if reached != "ok":
                 attempts.append(Attempt(source, reached, time.monotonic() - started))
                 continue
+        problem = client.check(mount, source)
+        if problem is not None:
+            attempts.append(Attempt(source, problem, time.monotonic() - started))
+            continue
         outcome = run_mount(client.command(mount, source), mount_timeout, client.explain)
         attempts.append(Attempt(source, outcome, time.monotonic() - started))
         if outcome == "mounted":

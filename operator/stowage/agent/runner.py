@@ -34,13 +34,23 @@ from functools import partial
 from pathlib import Path
 from types import FrameType
 
-from stowage.agent import ceph_fuse, git_checkout, lvm, mounting, nfs_client, node_volumes, rbd
+from stowage.agent import (
+    ceph_fuse,
+    cifs_mount,
+    git_checkout,
+    lvm,
+    mounting,
+    nfs_client,
+    node_volumes,
+    rbd,
+)
 from stowage.agent.claim_data import (
     NewDirectory,
     archive_directory_below,
     make_directory_below,
     remove_directory_below,
 )
+from stowage.agent.credentials import CredentialsError
 from stowage.agent.metrics import AgentMetrics
 from stowage.agent.quota import DirectoryQuotas, QuotaError
 from stowage.api.backend import OnDelete, StorageBackend
@@ -97,7 +107,7 @@ PREPARATION_ERRORS = (
     git_checkout.GitError,
     lvm.LvmError,
     rbd.RbdError,
-    ceph_fuse.CredentialsError,
+    CredentialsError,
 )
 # The helper's private state (in its container, not on the node): client configs, keyrings.
 PRIVATE_STATE = Path("/run/stowage")
@@ -225,7 +235,7 @@ class Agent:
             return False  # backing off: failing servers are not hammered by every node
         try:
             client = self.mount_client(mount)
-        except ceph_fuse.CredentialsError as error:
+        except CredentialsError as error:
             failed = mounting.Attempt(mount.sources[0], f"mount failed: {error}", 0.0)
             result = mounting.MountResult(None, (failed,))
         else:
@@ -258,12 +268,13 @@ class Agent:
 
     def mount_client(self, mount: HostMount) -> mounting.MountClient:
         """How this backend is mounted: CephFS by ceph-fuse with the key of the helper's
-        Secret, everything else by mount(8)."""
-        if mount.fs_type == "ceph":
-            return ceph_fuse.client(
-                mount, self._settings.credentials, self._state(), self._settings.mount_timeout
-            )
-        return mounting.MOUNT
+        Secret, CIFS by mount(8) with a credentials file of the Secret's user after smbclient
+        checked the share, everything else by mount(8)."""
+        clients = {"ceph": ceph_fuse.client, "cifs": cifs_mount.client}
+        make = clients.get(mount.fs_type)
+        if make is None:
+            return mounting.MOUNT
+        return make(mount, self._settings.credentials, self._state(), self._settings.mount_timeout)
 
     def _state(self) -> Path:
         return self._settings.state / self._settings.backend
@@ -618,7 +629,7 @@ class Agent:
             mounting.unmount(mount_point)
             logger.info("unmounted %s", mount_point)
         self._mount = None
-        shutil.rmtree(self._state(), ignore_errors=True)  # its keyring, if any
+        shutil.rmtree(self._state(), ignore_errors=True)  # its keyring or credentials file
         self._set_label(None)
         if self._reported_free is not None:
             annotation = capacity_annotation(self._settings.backend)
