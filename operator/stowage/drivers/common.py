@@ -65,6 +65,9 @@ class BaseDriver(Generic[SpecT]):
     # The helper on the volume's node makes each volume before its PV exists.
     prepared_on_node: ClassVar[bool] = False
 
+    def prepares_on_node(self, backend: BackendRef) -> bool:
+        return self.prepared_on_node
+
     def type_spec(self, backend: BackendRef) -> SpecT:
         spec = backend.spec.type_spec
         if not isinstance(spec, self.spec_model):
