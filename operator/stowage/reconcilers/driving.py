@@ -144,7 +144,8 @@ def prepared_on_node(model: StorageBackend) -> bool:
 def has_helpers(model: StorageBackend) -> bool:
     """Whether the backend gets mount-helper DaemonSets: types whose volumes live in the
     backend mount (glusterfs, cephfs, cifs), and types whose volumes the helper makes on the
-    chosen node (emptyDir, gitRepo). The helpers' work for the others is not built yet."""
+    chosen node (emptyDir, gitRepo, lvm, rbd; hostPath with quota). The helpers' work for
+    the others is not built yet."""
     driver = driver_for(model.spec.storage_type)
     return isinstance(driver, SharedMountDriver) or prepared_on_node(model)
 
