@@ -54,7 +54,7 @@ FROM python AS helper
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       glusterfs-client ceph-fuse ceph-common rbd-fuse nfs-common cifs-utils open-iscsi lvm2 \
-      xfsprogs e2fsprogs util-linux mount git openssh-client nfs-ganesha nfs-ganesha-vfs samba smbclient \
+      xfsprogs e2fsprogs btrfs-progs util-linux mount git openssh-client nfs-ganesha nfs-ganesha-vfs samba smbclient \
       libnfs-utils libiscsi-bin \
  && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && ln -sf /proc/self/mounts /etc/mtab

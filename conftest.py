@@ -5,4 +5,5 @@ pytest_plugins = [
     "stowage_e2e.install",
     "stowage_e2e.helpers",
     "stowage_e2e.lvm_groups",
+    "stowage_e2e.btrfs_volumes",
 ]

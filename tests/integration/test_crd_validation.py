@@ -472,7 +472,6 @@ def test_defaults_are_filled_in_by_the_api_server(resources: CustomResources) ->
         "basePath": "/",
         "onDelete": "Delete",
         "directoryMode": "0777",
-        "enforceQuota": True,
     }
     assert created["spec"]["storageClass"]["volumeBindingMode"] == "WaitForFirstConsumer"
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stowage.agent import mounting, quota
+from stowage.agent import mounting, quota, runner
 from stowage.agent.claim_data import (
     NewDirectory,
     archive_directory_below,
@@ -20,7 +20,7 @@ from stowage.agent.claim_data import (
 )
 from stowage.agent.metrics import AgentMetrics
 from stowage.api.backend import StorageBackend
-from stowage.drivers.base import BackendRef, HostMount
+from stowage.drivers.base import BackendRef, HostMount, NodeVolume
 from stowage.drivers.placement import rendezvous_order
 from stowage.objects.helper_daemonset import HelperSettings, helper_daemonset
 from stowage.reconcilers import driving
@@ -455,3 +455,34 @@ def test_a_released_node_volume_is_wiped_by_its_node_unless_the_node_is_gone() -
     assert driving.helper_release_request(plan, backend, nodes) == {"stowage.io/release": "Delete"}
     # The node was deleted: nothing of the volume is left to wipe, the PV just goes.
     assert driving.helper_release_request(plan, backend, [mounted_node("n2", "scratch")]) is None
+
+
+HOST_PATH_QUOTA = {
+    "hostPath": {"path": "/srv/stowage"},
+    "provisioning": {"enforceQuota": True, "onDelete": "Archive"},
+}
+
+
+def test_host_path_gets_helpers_only_with_quota_and_they_archive_its_directories() -> None:
+    assert not driving.has_helpers(model({"hostPath": {"path": "/srv/stowage"}}))
+    backend = model(HOST_PATH_QUOTA)
+    assert driving.has_helpers(backend)
+    nodes = [mounted_node("n1", "local")]
+    claim_of_class = claim(driving.storage_class("local", backend)["metadata"]["name"])
+    claim_of_class["spec"]["accessModes"] = ["ReadWriteOnce"]
+    volume = driving.volume_for_claim("local", backend, claim_of_class, volumes=(), nodes=nodes)
+    plan = driving.release_volume("local", backend, volume)
+    request = driving.helper_release_request(plan, backend, nodes)
+    assert request is not None and request["stowage.io/release"] == "Archive"
+
+
+def test_a_persistent_directory_is_archived_beside_a_scratch_one_only_deleted(
+    claim_tree: tuple[Path, Path],
+) -> None:
+    root, _ = claim_tree
+    path = str(root / "base" / "ns-claim-uid")
+    archive = {"stowage.io/archive-as": "archived-ns-claim-uid"}
+    with pytest.raises(ValueError, match="can only be deleted"):
+        runner.wipe(NodeVolume(str(root), path), archive, "Archive")
+    assert runner.wipe(NodeVolume(str(root), path, persistent=True), archive, "Archive")
+    assert (root / "base" / "archived-ns-claim-uid" / "data.txt").read_text() == "claim data"

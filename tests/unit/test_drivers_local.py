@@ -269,6 +269,28 @@ def test_host_path_release_archives_the_claim_directory() -> None:
     assert released.location.node == "node-a"
 
 
+def test_host_path_with_quota_is_a_limited_subvolume_the_helper_makes() -> None:
+    spec = {**HOST_PATH, "provisioning": {"enforceQuota": True, "onDelete": "Archive"}}
+    ref = backend("local", spec)
+    driver = driver_for(ref.spec.storage_type)
+    assert driver.prepares_on_node(ref)
+    ctx = ProvisionContext(nodes=(ready_node("node-a", "local"),))
+    volume = built_volume(ref, claim(size=16 * 2**20, selected_node="node-a"), ctx)
+    assert volume["spec"]["hostPath"]["path"] == f"/srv/stowage/{DIRECTORY}"
+    work = driver.node_volume(ref, ProvisionedVolume.from_manifest(volume))
+    assert work is not None
+    assert (work.root, work.path) == ("/srv/stowage", f"/srv/stowage/{DIRECTORY}")
+    assert (work.quota_bytes, work.persistent) == (16 * 2**20, True)
+    assert driver.host_directories(ref) == ("/srv/stowage",)
+    requirement = NodeRequirement("mount.stowage.io/local", ("ready",))
+    assert requirement in driver.storage_class(ref).allowed_topology
+    # Unset or false: the kubelet makes a plain directory, no helper is involved.
+    for setting in ({}, {"enforceQuota": False}):
+        plain = backend("local", {**HOST_PATH, "provisioning": setting})
+        assert not driver.prepares_on_node(plain)
+        assert driver.node_volume(plain, ProvisionedVolume.from_manifest(volume)) is None
+
+
 GIT = {"gitRepo": {"repository": "https://git.example.com/team/config.git"}}
 
 

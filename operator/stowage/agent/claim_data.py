@@ -49,7 +49,7 @@ def opened_directory(root: str, parts: list[str], *, create: bool = False) -> It
             os.close(descriptor)
             descriptor = child
             if created:
-                _settle(descriptor, NewDirectory(PARENT_DIRECTORY_MODE))
+                settle(descriptor, NewDirectory(PARENT_DIRECTORY_MODE))
         yield descriptor
     finally:
         os.close(descriptor)
@@ -63,7 +63,7 @@ def _made(name: str, parent: int) -> bool:
     return True
 
 
-def _settle(descriptor: int, new: NewDirectory) -> None:
+def settle(descriptor: int, new: NewDirectory) -> None:
     if new.uid is not None or new.gid is not None:
         uid = -1 if new.uid is None else new.uid
         gid = -1 if new.gid is None else new.gid
@@ -80,7 +80,7 @@ def make_directory_below(root: str, path: str, new: NewDirectory) -> bool:
             return False
         descriptor = os.open(name, _DIRECTORY, dir_fd=parent)
         try:
-            _settle(descriptor, new)
+            settle(descriptor, new)
         finally:
             os.close(descriptor)
     return True

@@ -1,6 +1,7 @@
-"""Volumes the helper makes on its own node (emptyDir, gitRepo, lvm, rbd): a directory, a tmpfs
-of the claim's size on it, a checkout bound onto it, or the file system of a logical volume or
-an RBD image mounted on it (a Block LV is the device alone); and their removal on release.
+"""Volumes the helper makes on its own node (emptyDir, gitRepo, lvm, rbd, hostPath with quota):
+a directory, a btrfs subvolume limited to the claim's size, a tmpfs of the claim's size on a
+directory, a checkout bound onto it, or the file system of a logical volume or an RBD image
+mounted on it (a Block LV is the device alone); and their removal or archive on release.
 
 A checkout is bound as it is: a read-only remount here would stay the helper's own (mount
 flags do not propagate to the node's copy). Pods get it read-only from the PV's mount option
@@ -18,8 +19,13 @@ import os
 import subprocess
 from collections.abc import Callable
 
-from stowage.agent import lvm, mounting, rbd
-from stowage.agent.claim_data import NewDirectory, make_directory_below, remove_directory_below
+from stowage.agent import btrfs, lvm, mounting, rbd
+from stowage.agent.claim_data import (
+    NewDirectory,
+    archive_directory_below,
+    make_directory_below,
+    remove_directory_below,
+)
 from stowage.drivers.base import GitCheckout, NodeVolume
 
 # Checkouts are the helper's: readable by every pod user, writable by none.
@@ -64,6 +70,9 @@ def make(
     # The root is the backend's own (below /var/lib/stowage, or the admin's emptyDir.basePath):
     # made as it is, unlike the directories below it.
     os.makedirs(volume.root, mode=ROOT_MODE, exist_ok=True)
+    if volume.quota_bytes is not None:
+        btrfs.make_subvolume_below(volume.root, volume.path, new, volume.quota_bytes)
+        return
     make_directory_below(volume.root, volume.path, new)
     if mounting.is_mount_point(volume.path):
         return
@@ -120,6 +129,8 @@ def _unmount_checked(path: str) -> None:
 def remove(volume: NodeVolume, ceph: rbd.RbdClient | None = None) -> bool:
     """Unmounts the volume and deletes its directory, checkout, logical volume or RBD image
     (through `ceph`); False if nothing was there."""
+    if volume.quota_bytes is not None:
+        return btrfs.remove_subvolume_below(volume.root, volume.path)
     image = volume.rbd_image
     if image is not None:
         if ceph is None:
@@ -144,8 +155,10 @@ def remove(volume: NodeVolume, ceph: rbd.RbdClient | None = None) -> bool:
 
 def archive(volume: NodeVolume, new_name: str, ceph: rbd.RbdClient | None = None) -> bool:
     """Unmounts a logical volume or RBD image and renames it `new_name` (its data kept for
-    the admin); False if it was gone. Other node volumes are recreated on demand, never
-    archived."""
+    the admin), or renames a persistent directory (a subvolume too) `new_name` beside it;
+    False if it was gone. Other node volumes are recreated on demand, never archived."""
+    if volume.persistent:
+        return archive_directory_below(volume.root, volume.path, new_name)
     image = volume.rbd_image
     if image is not None and ceph is not None:
         _unmount_checked(volume.path)

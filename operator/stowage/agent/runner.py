@@ -727,11 +727,13 @@ def wipe(
     action: str,
     ceph: rbd.RbdClient | None = None,
 ) -> bool:
-    """Unmounts and deletes a node's volume; a logical volume or RBD image may be archived
-    instead."""
+    """Unmounts and deletes a node's volume; a logical volume, an RBD image or a persistent
+    directory may be archived instead."""
     if action == OnDelete.DELETE.value:
         return node_volumes.remove(volume, ceph)
-    archivable = volume.logical_volume is not None or volume.rbd_image is not None
+    archivable = (
+        volume.logical_volume is not None or volume.rbd_image is not None or volume.persistent
+    )
     if action == OnDelete.ARCHIVE.value and archivable:
         return node_volumes.archive(volume, annotations[ARCHIVE_AS_ANNOTATION], ceph)
     raise ValueError(f"release action {action!r}: these volumes can only be deleted")

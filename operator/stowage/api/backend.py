@@ -541,12 +541,15 @@ class ProvisioningSpec(ApiModel):
         default=None,
         description="Owner of each new claim directory (directory types); root when unset.",
     )
-    enforce_quota: bool = Field(
-        default=True,
-        description="Limit each claim's directory to the claim's size where the type has "
-        "directory quotas (GlusterFS, CephFS). GlusterFS needs quota enabled on the volume "
-        "(gluster volume quota <volume> enable); a claim whose quota cannot be set stays "
-        "Pending with a PreparationFailed Event.",
+    enforce_quota: bool | None = Field(
+        default=None,
+        description="Limit each claim's directory to the claim's size. Unset: on for the "
+        "types with directory quotas (GlusterFS, CephFS), off for hostPath. GlusterFS needs "
+        "quota enabled on the volume (gluster volume quota <volume> enable). true on hostPath "
+        "makes each claim's directory a btrfs subvolume with a qgroup limit, made by a mount "
+        "helper on the node; the base path must be on btrfs (no other file system has a quota "
+        "stowage can set yet). A claim whose quota cannot be set stays Pending with a "
+        "PreparationFailed Event.",
     )
 
     @property

@@ -374,7 +374,9 @@ class NodeVolume:
     The helper works only below `root`. `path` (the PV's) is a directory, with a tmpfs of
     `tmpfs_bytes` mounted on it, with `checkout` bound read-only onto it, or with the file
     system of `logical_volume` or `rbd_image` mounted on it; or, for a Block logical volume,
-    its device.
+    its device. A `persistent` directory (hostPath) is deleted or archived on release as
+    provisioning.onDelete says; with `quota_bytes` it is a subvolume limited to that many
+    bytes (stowage.agent.btrfs).
     """
 
     root: str
@@ -383,6 +385,8 @@ class NodeVolume:
     checkout: GitCheckout | None = None
     logical_volume: LogicalVolume | None = None
     rbd_image: RbdImage | None = None
+    persistent: bool = False
+    quota_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -403,6 +407,11 @@ class Driver(Protocol):
     prepared_on_node: ClassVar[bool]
     # The helpers make claim directories on the server over the network (nfs).
     remote_directories: ClassVar[bool]
+
+    def prepares_on_node(self, backend: BackendRef) -> bool:
+        """Whether the helper on each volume's node makes it before its PV exists: the type's
+        `prepared_on_node`, or for hostPath the backend's setting."""
+        ...
 
     def validate(self, backend: BackendRef) -> list[Problem]:
         """Problems beyond the schema (pure: no Secrets or nodes are read)."""

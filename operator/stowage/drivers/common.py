@@ -68,6 +68,9 @@ class BaseDriver(Generic[SpecT]):
     # The helpers make claim directories on the server over the network (`remote_export`).
     remote_directories: ClassVar[bool] = False
 
+    def prepares_on_node(self, backend: BackendRef) -> bool:
+        return self.prepared_on_node
+
     def type_spec(self, backend: BackendRef) -> SpecT:
         spec = backend.spec.type_spec
         if not isinstance(spec, self.spec_model):

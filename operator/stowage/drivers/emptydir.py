@@ -12,7 +12,6 @@ from typing import ClassVar
 
 from stowage.api.backend import EmptyDirMedium, EmptyDirSpec, StorageType
 from stowage.drivers.base import (
-    STOWAGE_ROOT,
     BackendRef,
     ClaimRequest,
     DataLocation,
@@ -21,7 +20,6 @@ from stowage.drivers.base import (
 )
 from stowage.drivers.local import NodeDirectoryDriver
 from stowage.drivers.mounts import claim_volume_path, claim_volumes_root
-from stowage.drivers.naming import is_within
 
 
 class EmptyDirDriver(NodeDirectoryDriver[EmptyDirSpec]):
@@ -52,7 +50,4 @@ class EmptyDirDriver(NodeDirectoryDriver[EmptyDirSpec]):
         return NodeVolume(self.root_directory(backend)[1], path)
 
     def host_directories(self, backend: BackendRef) -> tuple[str, ...]:
-        root = self.root_directory(backend)[1]
-        if self.in_memory(backend) or is_within(root, STOWAGE_ROOT):
-            return ()
-        return (root,)
+        return () if self.in_memory(backend) else super().host_directories(backend)

@@ -160,7 +160,7 @@ class NodePinnedDriver(LocalVolumeDriver[SpecT]):
         by_name = (NodeRequirement(HOSTNAME_LABEL, tuple(sorted(listed))),) if listed else ()
         helper = (
             (NodeRequirement(mount_label(backend.name), (MOUNT_READY,)),)
-            if self.prepared_on_node
+            if self.prepares_on_node(backend)
             else ()
         )
         return (*super().allowed_topology(backend), *by_name, *helper)
@@ -200,6 +200,10 @@ class NodeDirectoryDriver(NodePinnedDriver[SpecT]):
 
     def validate_type(self, backend: BackendRef) -> list[Problem]:
         return system_directory_problems(*self.root_directory(backend))
+
+    def host_directories(self, backend: BackendRef) -> tuple[str, ...]:
+        root = self.root_directory(backend)[1]
+        return () if is_within(root, STOWAGE_ROOT) else (root,)
 
     def locate(
         self, backend: BackendRef, claim: ClaimRequest, directory: str, node: str

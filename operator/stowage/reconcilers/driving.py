@@ -63,6 +63,7 @@ __all__ = [
     "is_prepared",
     "mount_order",
     "node_volume",
+    "prepared_on_node",
     "release_volume",
     "remote_export",
     "secret_requirements",
@@ -141,15 +142,22 @@ def probe_addresses(model: StorageBackend) -> list[tuple[str, str, int]]:
     return [(portal, *portal_address(portal)) for portal in model.spec.iscsi.portals]
 
 
+def prepared_on_node(model: StorageBackend) -> bool:
+    """Whether the helper on each volume's node makes it before its PV exists (emptyDir,
+    gitRepo, lvm, rbd; hostPath with enforceQuota)."""
+    driver = driver_for(model.spec.storage_type)
+    return driver.prepares_on_node(BackendRef(name="", spec=model.spec))  # no name needed
+
+
 def has_helpers(model: StorageBackend) -> bool:
     """Whether the backend gets mount-helper DaemonSets: types whose volumes live in the
     backend mount (glusterfs, cephfs, cifs), types whose volumes the helper makes on the
-    chosen node (emptyDir, gitRepo, hostPath, lvm, rbd), and nfs, whose claim directories the
-    helpers make on the server."""
+    chosen node (emptyDir, gitRepo, lvm, rbd; hostPath with quota), and nfs, whose claim
+    directories the helpers make on the server."""
     driver = driver_for(model.spec.storage_type)
     return (
         isinstance(driver, SharedMountDriver)
-        or driver.prepared_on_node
+        or prepared_on_node(model)
         or driver.remote_directories
     )
 
@@ -174,7 +182,7 @@ def helper_release_request(
         return None
     if plan.action is OnDelete.RETAIN or not plan.location.path:
         return None
-    if driver_for(model.spec.storage_type).prepared_on_node and plan.location.node not in {
+    if prepared_on_node(model) and plan.location.node not in {
         node["metadata"]["name"] for node in nodes
     }:
         return None
@@ -190,7 +198,7 @@ def has_directory_quota(model: StorageBackend) -> bool:
     return (
         isinstance(driver, SharedMountDriver)
         and driver.has_directory_quota
-        and model.spec.provisioning.enforce_quota
+        and model.spec.provisioning.enforce_quota is not False
     )
 
 
@@ -212,7 +220,7 @@ def helper_prepare_request(
     if not has_helpers(model):
         return None
     planned = (volume["metadata"].get("annotations") or {}).get(NODE_ANNOTATION)
-    if driver_for(model.spec.storage_type).prepared_on_node and planned:
+    if prepared_on_node(model) and planned:
         return {PREPARE_ON_ANNOTATION: planned}
     mounted = _helper_nodes(name, nodes)
     if not mounted:
@@ -232,7 +240,7 @@ def is_prepared(model: StorageBackend, claim: Mapping[str, Any], volume: Mapping
     )
     if not prepared_by:
         return False
-    if not driver_for(model.spec.storage_type).prepared_on_node:
+    if not prepared_on_node(model):
         return True
     planned: str | None = (volume["metadata"].get("annotations") or {}).get(NODE_ANNOTATION)
     return prepared_by == planned
@@ -330,9 +338,8 @@ def volume_for_claim(
 
     Where helpers make node-pinned volumes only nodes with a ready helper are candidates, and
     a node already asked to make the volume keeps it."""
-    driver = driver_for(model.spec.storage_type)
     node = None
-    if driver.prepared_on_node:
+    if prepared_on_node(model):
         node = _pinned_node(name, claim)
         ready = set(_helper_nodes(name, nodes))
         if node is not None and node not in ready:
