@@ -107,6 +107,22 @@ def wait_for_condition(
     return condition(found) or {}
 
 
+def kernel_has_client(*file_systems: str) -> bool:
+    """Whether this kernel can mount any of `file_systems` (the kubelet's and the helper's
+    kernel mounts need it; modules cannot be loaded on the project's test machines)."""
+    return bool(set(file_systems) & set(Path("/proc/filesystems").read_text().split()))
+
+
+def needs_kernel_client(name: str, *file_systems: str, mounter: str) -> pytest.MarkDecorator:
+    """Skips a test whose `mounter` (the kubelet, the helper) mounts one of `file_systems`
+    with the kernel, when this kernel has none of them."""
+    return pytest.mark.skipif(
+        not kernel_has_client(*file_systems),
+        reason=f"this kernel has no {name} client (no {file_systems[0]} in /proc/filesystems), "
+        f"so {mounter} cannot mount it here; the kind workflow runs this test",
+    )
+
+
 def finished_log(kube: Kube, namespace: str, pod: str, timeout: float = 180) -> str:
     """Waits for the pod to finish; its log, once it has succeeded."""
     finished = kube.wait_for_pod_phase(pod, namespace, timeout=timeout)

@@ -29,6 +29,8 @@ from stowage_e2e.helpers import (
     backend_events,
     finished_log,
     helper_pods,
+    kernel_has_client,
+    needs_kernel_client,
     release_claim,
     wait_for_condition,
     wait_for_label,
@@ -42,11 +44,6 @@ pytestmark = pytest.mark.e2e
 SHARE = "stowage"
 USER = "stowage-cifs"  # the user the backend's Secret names
 PASSWORD = f"right-{uuid.uuid4().hex[:12]}"
-
-
-def kernel_has_cifs_client() -> bool:
-    filesystems = Path("/proc/filesystems").read_text().split()
-    return "cifs" in filesystems or "smb3" in filesystems
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +115,7 @@ def test_a_share_that_does_not_exist_is_named(
 
 
 @pytest.mark.skipif(
-    kernel_has_cifs_client(),
+    kernel_has_client("cifs", "smb3"),
     reason="this kernel has a CIFS client: the mount succeeds (see the test of a pod's data)",
 )
 def test_right_credentials_pass_the_check_and_reach_the_kernel_mount(
@@ -146,11 +143,7 @@ echo "{text}" > /data/hello.txt && cat /data/hello.txt
 """
 
 
-@pytest.mark.skipif(
-    not kernel_has_cifs_client(),
-    reason="this kernel has no CIFS client (no cifs in /proc/filesystems), so the helper "
-    "cannot mount the share here; the kind workflow runs this test",
-)
+@needs_kernel_client("CIFS", "cifs", "smb3", mounter="the helper")
 def test_a_pod_writes_through_a_claim_and_delete_removes_its_directory(
     kube: Kube,
     namespace: str,

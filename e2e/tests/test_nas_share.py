@@ -10,7 +10,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from stowage_e2e import scenario
 from stowage_e2e.cluster import settings
 from stowage_e2e.fixtures import TestHostFactory
+from stowage_e2e.helpers import needs_kernel_client
 from stowage_e2e.hosts import TestHost
 from stowage_e2e.install import NAMESPACE as INSTALL_NAMESPACE
 from stowage_e2e.install import OPERATOR_DEPLOYMENT, Images
@@ -356,16 +356,7 @@ def test_with_two_replicas_the_standby_takes_over_when_the_active_server_goes(
     assert condition(final, "Ready")["status"] == "True"
 
 
-def kernel_has_nfs_client() -> bool:
-    filesystems = Path("/proc/filesystems").read_text().split()
-    return "nfs4" in filesystems or "nfs" in filesystems
-
-
-@pytest.mark.skipif(
-    not kernel_has_nfs_client(),
-    reason="this kernel has no NFS client (no nfs in /proc/filesystems), so the kubelet cannot "
-    "mount the share's claim here; the kind workflow runs this test",
-)
+@needs_kernel_client("NFS", "nfs", "nfs4", mounter="the kubelet")
 def test_pods_mount_the_share_s_claim_and_see_each_other_s_files(
     kube: Kube, namespace: str, backend: str, stowage_installed: Images
 ) -> None:

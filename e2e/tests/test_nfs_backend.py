@@ -19,7 +19,15 @@ import pytest
 
 from stowage_e2e import scenario
 from stowage_e2e.fixtures import TestHostFactory
-from stowage_e2e.helpers import events_about, wait_for_condition, wait_for_label
+from stowage_e2e.helpers import (
+    events_about,
+    finished_log,
+    needs_kernel_client,
+    release_claim,
+    wait_for_condition,
+    wait_for_label,
+)
+from stowage_e2e.install import Images
 from stowage_e2e.kube import Kube
 from stowage_e2e.servers import SERVERS_DIR, NfsGanesha
 
@@ -59,13 +67,6 @@ def claim_directory(kube: Kube, namespace: str, server: NfsGanesha) -> PurePosix
     return PurePosixPath(source["path"])
 
 
-def release(kube: Kube, namespace: str) -> None:
-    """Deletes the claim; waits until its PV is gone (after a helper released its data)."""
-    volume = scenario.bound_volume(kube, "data", namespace)["metadata"]["name"]
-    kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
-    kube.text("wait", "--for=delete", f"persistentvolume/{volume}", "--timeout=90s")
-
-
 def test_a_claim_gets_its_own_directory_on_the_server_and_delete_removes_it(
     kube: Kube, namespace: str, backend_factory: Callable[..., str], ganesha: NfsGanesha
 ) -> None:
@@ -87,7 +88,7 @@ def test_a_claim_gets_its_own_directory_on_the_server_and_delete_removes_it(
     ganesha.write(f"{directory}/hello.txt", text)
     assert ganesha.read(f"{directory}/hello.txt") == text
 
-    release(kube, namespace)
+    release_claim(kube, namespace)
     assert ganesha.list("/export/claims") == []
 
 
@@ -105,7 +106,7 @@ def test_archive_renames_the_directory_and_retain_keeps_it(
     directory = claim_directory(kube, namespace, ganesha)
     ganesha.write(f"{directory}/kept.txt", "kept\n")
 
-    release(kube, namespace)
+    release_claim(kube, namespace)
     kept = directory.name if on_delete == "Retain" else f"archived-{directory.name}"
     assert ganesha.list("/export/claims") == [kept]
     assert ganesha.read(f"/export/claims/{kept}/kept.txt") == "kept\n"
@@ -141,3 +142,24 @@ def test_a_missing_export_or_a_silent_server_is_not_ready_with_the_reason(
     claim = kube.get("persistentvolumeclaim", "data", namespace)
     assert claim["status"]["phase"] == "Pending"  # no PV for a directory that could not be made
     kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
+
+
+@needs_kernel_client("NFS", "nfs", "nfs4", mounter="the kubelet")
+def test_a_pod_writes_through_the_kubelets_nfs_mount_of_its_claim(
+    kube: Kube,
+    namespace: str,
+    backend_factory: Callable[..., str],
+    ganesha: NfsGanesha,
+    stowage_images: Images,
+) -> None:
+    name = backend_factory("nfs-pod", nfs_spec(ganesha.host.ip))
+    scenario.wait_ready(kube, name)
+    kube.apply(scenario.claim("data", name, "1Gi", "ReadWriteMany"), namespace)
+    directory = claim_directory(kube, namespace, ganesha)
+    text = f"through the kubelet's nfs mount {uuid.uuid4()}"
+    kube.apply(scenario.writer_pod("writer", "data", stowage_images.operator, text), namespace)
+    assert finished_log(kube, namespace, "writer").strip() == text
+    assert ganesha.read(f"{directory}/hello.txt").strip() == text  # another client reads it
+
+    release_claim(kube, namespace)
+    assert ganesha.list("/export/claims") == []
