@@ -24,6 +24,12 @@ cmd_up() {
   kind get kubeconfig --name "$CLUSTER" > "$KIND_KUBECONFIG"
   # The node's /var/lib/stowage must be shared for Bidirectional propagation.
   docker exec "$CLUSTER-control-plane" mount --make-rshared /var/lib/stowage
+  # The kubelet's in-tree nfs and iscsi volumes run mount.nfs and iscsiadm (with iscsid) on
+  # the node itself; kindest/node ships neither.
+  docker exec "$CLUSTER-control-plane" bash -c '
+    command -v mount.nfs >/dev/null && command -v iscsiadm >/dev/null && exit 0
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nfs-common open-iscsi
+    systemctl enable --now iscsid' >&2
   echo "$KIND_KUBECONFIG"
 }
 
