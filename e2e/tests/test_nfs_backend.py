@@ -129,7 +129,8 @@ def test_a_missing_export_or_a_silent_server_is_not_ready_with_the_reason(
     assert f"{ganesha.host.ip} does not export /nope" in ready["message"]
     ready = wait_for_condition(kube, silent, "Ready", "MountFailed")
     print(ready["message"])
-    assert f"{silent_host.ip} does not answer over NFS" in ready["message"]
+    silent_reason = "does not answer over NFS (nothing listens on port 2049: connection refused)"
+    assert f"{silent_host.ip} {silent_reason}" in ready["message"]
 
     kube.apply(scenario.claim("data", missing, "1Gi", "ReadWriteMany"), namespace)
     kube.wait_for(

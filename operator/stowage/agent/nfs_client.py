@@ -16,12 +16,15 @@ import stat
 from collections.abc import Iterator
 from functools import cache
 
+from stowage.agent import mounting
 from stowage.agent.claim_data import PARENT_DIRECTORY_MODE, NewDirectory, parts_below
 from stowage.drivers.base import RemoteExport
 
 LIBRARY = "libnfs.so.13"
 NFS_V3 = 3
 NFS_V4 = 4
+NFS_PORT = 2049
+PORTMAPPER_PORT = 111  # where NFSv3 clients find mountd and nfsd
 
 
 class NfsError(OSError):
@@ -84,13 +87,29 @@ def export_relative(export: str, path: str) -> str:
     return "/" + "/".join(parts_below(export, path))
 
 
-def mount_failure(server: str, export: str, number: int, detail: str) -> str:
-    """Why the export could not be reached, in words for the cluster administrator."""
+def mount_failure(server: str, export: str, number: int, detail: str, connection: str) -> str:
+    """Why the export could not be reached, in words for the cluster administrator;
+    `connection` is what a plain TCP connect to the server's port found."""
     if number == errno.ENOENT:
         return f"{server} does not export {export}"
     if number in (errno.EACCES, errno.EPERM):
         return f"{server} refuses this node access to {export} ({detail})"
-    return f"{server} does not answer over NFS ({detail or os.strerror(number)})"
+    return f"{server} does not answer over NFS ({connection or detail or os.strerror(number)})"
+
+
+def first_port(version: str) -> int:
+    """The port a client of `version` connects to first."""
+    return NFS_PORT if protocol_version(version) == NFS_V4 else PORTMAPPER_PORT
+
+
+def connection_problem(server: str, port: int, timeout: float) -> str:
+    """What a TCP connect to `port` of the server finds wrong; empty if it opens."""
+    found = mounting.probe(server, port, timeout)
+    return {
+        "ok": "",
+        "refused": f"nothing listens on port {port}: connection refused",
+        "timeout": f"no answer on port {port} within {timeout:g} s",
+    }.get(found, f"port {port} is unreachable")
 
 
 class NfsSession:
@@ -108,7 +127,10 @@ class NfsSession:
         if result < 0:
             detail = (self._lib.nfs_get_error(self._context) or b"").decode(errors="replace")
             self._lib.nfs_destroy_context(self._context)
-            raise NfsError(-result, mount_failure(server, export, -result, detail))
+            connection = ""
+            if -result not in (errno.ENOENT, errno.EACCES, errno.EPERM):
+                connection = connection_problem(server, first_port(version), timeout)
+            raise NfsError(-result, mount_failure(server, export, -result, detail, connection))
 
     def close(self) -> None:
         if self._context:
