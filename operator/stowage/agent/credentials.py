@@ -37,6 +37,20 @@ def read_keys(
     return found
 
 
+def read_all(directory: Path) -> dict[str, bytes]:
+    """Every key of the helper's Secret volume, as it is (an SSH key keeps its bytes)."""
+    try:
+        names = [path.name for path in directory.iterdir() if not path.name.startswith(".")]
+    except FileNotFoundError:
+        names = []
+    if not names:
+        raise CredentialsError(
+            "the helper has no copy of the backend's Secret (is the Secret the backend names "
+            "there? the operator copies it into the helper namespace)"
+        )
+    return {name: (directory / name).read_bytes() for name in sorted(names)}
+
+
 def private_directory(state: Path) -> Path:
     """`state`, made if missing, readable by its owner alone."""
     state.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -20,7 +20,6 @@ may be archived instead), and for lvm annotates the node with the volume group's
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 import random
@@ -50,7 +49,7 @@ from stowage.agent.claim_data import (
     make_directory_below,
     remove_directory_below,
 )
-from stowage.agent.credentials import CredentialsError
+from stowage.agent.credentials import CredentialsError, read_all
 from stowage.agent.metrics import AgentMetrics
 from stowage.agent.quota import DirectoryQuotas, QuotaError
 from stowage.api.backend import OnDelete, StorageBackend
@@ -84,7 +83,6 @@ from stowage.kube.resources import (
     NODES,
     PERSISTENT_VOLUME_CLAIMS,
     PERSISTENT_VOLUMES,
-    SECRETS,
     STORAGE_BACKENDS,
 )
 from stowage.objects.helper_daemonset import CREDENTIALS_DIR, helper_name
@@ -596,21 +594,13 @@ class Agent:
         return last is None or time.monotonic() - last >= checkout.sync_seconds
 
     def sync_checkout(self, checkout: GitCheckout) -> None:
-        """Brings the checkout up to date with the credentials of the backend's Secret."""
-        secret = None
-        if checkout.credentials is not None:
-            secret = self._secret_data(checkout.credentials.namespace, checkout.credentials.name)
+        """Brings the checkout up to date with the credentials of the helper's copy of the
+        backend's Secret."""
+        secret = None if checkout.credentials is None else read_all(self._settings.credentials)
         with git_checkout.credentials(secret, ssh=checkout.ssh) as environment:
             commit = git_checkout.sync(checkout, environment, GIT_TIMEOUT)
         self._synced[checkout.path] = time.monotonic()
         logger.info("checkout %s at %s", checkout.path, commit)
-
-    def _secret_data(self, namespace: str, name: str) -> dict[str, bytes]:
-        found = self._kube.get(SECRETS, name, namespace)
-        if found is None:
-            raise ValueError(f"Secret {namespace}/{name} does not exist")
-        data = found.get("data") or {}
-        return {key: base64.b64decode(value) for key, value in data.items()}
 
     @staticmethod
     def _new_directory(model: StorageBackend) -> NewDirectory:
