@@ -222,9 +222,12 @@ class Provisioner:
                 backend_name,
                 model,
                 claim,
-                volumes=self._in_flight.with_indexed(
-                    backend_name, indexes.all_of(caches.volumes_by_backend, backend_name)
-                ),
+                volumes=[
+                    *self._in_flight.with_indexed(
+                        backend_name, indexes.all_of(caches.volumes_by_backend, backend_name)
+                    ),
+                    *self._wiper.volumes_of(backend_name),  # their LUN is in use until zeroed
+                ],
                 nodes=indexes.values(caches.nodes),
             )
         except driving.HelperNotReady as error:
@@ -371,6 +374,8 @@ class Provisioner:
         released = (volume.get("status") or {}).get("phase") == "Released"
         if deleted or not released or spec.get("persistentVolumeReclaimPolicy") != "Delete":
             self._runtime.retrier.forget(key)
+            self._last_event.pop(f"wipe/{metadata['uid']}", None)
+            self._wiped.discard(metadata["uid"])
             return
         snapshot = copy.deepcopy(dict(volume))
 
@@ -388,7 +393,9 @@ class Provisioner:
         model = parse_backend(backend) if backend is not None else None
         if model is not None and not isinstance(model, str):
             wiping = driving.lun_to_wipe(model, volume)
-            if wiping is not None and metadata["uid"] not in self._wiped:
+            # A volume being deleted (its Released event came first) is not wiped again.
+            terminating = bool(metadata.get("deletionTimestamp"))
+            if wiping is not None and metadata["uid"] not in self._wiped and not terminating:
                 if self._wiper.is_running(metadata["uid"]):
                     return None  # that wipe deletes the volume when it is done
                 failed = await self._wipe(volume, *wiping)
@@ -417,7 +424,6 @@ class Provisioner:
         except ApiError as error:
             logger.warning("deleting volume %s failed: %s", metadata["name"], error)
             return Retry("ApiError", QUICK_RETRY)
-        self._wiped.discard(metadata["uid"])
         if deleted:
             metrics.VOLUMES_RECLAIMED.labels(backend_name, "Delete").inc()
             logger.info("deleted released volume %s of backend %s", metadata["name"], backend_name)
@@ -429,7 +435,7 @@ class Provisioner:
         metadata = volume["metadata"]
         key = f"wipe/{metadata['uid']}"
         try:
-            wiped = await self._wiper.wipe(metadata["uid"], spec, lun)
+            wiped = await self._wiper.wipe(volume, spec, lun)
         except (WipeError, ApiError) as error:
             message = f"LUN {lun} not zeroed, the volume stays until it is: {error}"
             logger.warning("volume %s: %s", metadata["name"], message)

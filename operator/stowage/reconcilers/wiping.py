@@ -12,9 +12,10 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from stowage.api.backend import IscsiSpec
+from stowage.drivers.base import BACKEND_LABEL
 from stowage.drivers.iscsi import CHAP_KEYS, MUTUAL_CHAP_KEYS
 from stowage.iscsi_wipe import Chap, LunAddress, Wiped, WipeError, wipe_lun
-from stowage.kube import Kube
+from stowage.kube import Json, Kube
 from stowage.kube.secrets import secret_values
 
 logger = logging.getLogger(__name__)
@@ -50,22 +51,32 @@ def wipe(kube: Kube, spec: IscsiSpec, lun: int) -> Wiped:
 
 
 class Wiper:
-    """Runs wipes in its own threads, at most one per volume."""
+    """Runs wipes in its own threads, at most one per volume (by UID). The volumes being wiped
+    are planned around as in use even if their PV is deleted meanwhile: no claim gets a LUN
+    while zeros are being written to it."""
 
     def __init__(self, kube: Kube) -> None:
         self._kube = kube
         self._executor: ThreadPoolExecutor | None = None
-        self._running: set[str] = set()
+        self._running: dict[str, Json] = {}
 
-    def is_running(self, volume: str) -> bool:
-        return volume in self._running
+    def is_running(self, uid: str) -> bool:
+        return uid in self._running
 
-    async def wipe(self, volume: str, spec: IscsiSpec, lun: int) -> Wiped:
+    def volumes_of(self, backend: str) -> list[Json]:
+        return [
+            volume
+            for volume in self._running.values()
+            if (volume["metadata"].get("labels") or {}).get(BACKEND_LABEL) == backend
+        ]
+
+    async def wipe(self, volume: Json, spec: IscsiSpec, lun: int) -> Wiped:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(WIPE_WORKERS, thread_name_prefix="stowage-wipe")
-        self._running.add(volume)
+        uid = volume["metadata"]["uid"]
+        self._running[uid] = volume
         try:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, wipe, self._kube, spec, lun)
         finally:
-            self._running.discard(volume)
+            del self._running[uid]
