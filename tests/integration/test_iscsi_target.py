@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -283,6 +284,8 @@ def test_a_released_lun_is_zeroed_before_the_next_claim_gets_it(
     assert f"LUN 2 of {IQN} zeroed through {target.portal}: 16Mi in" in wiped["message"]
     print(wiped["message"], file=sys.stderr)
 
+    # The operator learns of the deletion from its own PV watch, a moment after the API says so.
+    time.sleep(2)
     api.apply(claim_manifest("next", namespace, name, size="12Mi"))
     following = bound_volume(api, namespace, "next")
     assert following["spec"]["iscsi"]["lun"] == 2
