@@ -372,6 +372,9 @@ class Provisioner:
         key = f"volume/{metadata['name']}/{metadata['uid']}"
         spec = volume.get("spec") or {}
         released = (volume.get("status") or {}).get("phase") == "Released"
+        if deleted:  # gone before any plan saw it in the index: no longer planned around
+            backend = (metadata.get("labels") or {}).get(BACKEND_LABEL, "")
+            self._in_flight.discard(backend, dict(volume))
         if deleted or not released or spec.get("persistentVolumeReclaimPolicy") != "Delete":
             self._runtime.retrier.forget(key)
             self._last_event.pop(f"wipe/{metadata['uid']}", None)
