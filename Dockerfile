@@ -65,7 +65,11 @@ ENTRYPOINT ["stowage"]
 CMD ["agent"]
 
 FROM python AS operator
-RUN groupadd --system --gid 65532 stowage \
+# libiscsi: the userspace initiator that zeroes a released LUN (iscsi wipeOnDelete).
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libiscsi7 \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 65532 stowage \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /tmp \
       --shell /usr/sbin/nologin stowage
 COPY --from=dependencies /opt/stowage /opt/stowage

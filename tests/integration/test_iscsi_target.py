@@ -9,14 +9,19 @@ mounts a LUN in this tier (the kind path does).
 from __future__ import annotations
 
 import base64
+import sys
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
 from itkit import Api, OperatorProcess, unique, wait_for
 from test_provisioning import bound_volume, claim_manifest
 
+from stowage.iscsi_wipe import Chap, LunAddress, WipeError, wipe_lun
 from stowage.kube import Json
 from stowage.kube.resources import PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES, SECRETS
 from stowage_e2e.fixtures import TestHostFactory
@@ -29,6 +34,7 @@ LUN_SIZES = {1: 64 * MIB, 2: 16 * MIB, 3: 32 * MIB}
 CHAP_USER = "stowage-e2e"
 CHAP_PASSWORD = "chap-" + "a1b2c3d4e5f6"
 IMMEDIATE = {"storageClass": {"volumeBindingMode": "Immediate"}}
+Backends = Callable[[str, dict[str, Any]], str]
 
 
 @pytest.fixture
@@ -39,7 +45,10 @@ def target(test_hosts: TestHostFactory) -> Iterator[TgtTarget]:
 
 
 def chap_secret(api: Api, namespace: str, user: str, password: str) -> str:
-    name = unique("chap")
+    return chap_secret_named(api, namespace, unique("chap"), user, password)
+
+
+def chap_secret_named(api: Api, namespace: str, name: str, user: str, password: str) -> str:
     keys = {"node.session.auth.username": user, "node.session.auth.password": password}
     api.apply(
         {
@@ -135,9 +144,7 @@ def test_claims_get_the_smallest_free_lun_a_real_initiator_logs_in_to(
     assert again["spec"]["iscsi"]["lun"] == 2
     assert login_as_a_node_would(api, again) == LUN_SIZES[2]
     assert {v["spec"]["iscsi"]["lun"] for v in api.volumes_of(name)} == {2, 3}
-    for claim in ("twenty", "again"):
-        api.delete(PERSISTENT_VOLUME_CLAIMS, claim, namespace)
-    wait_for(lambda: not api.volumes_of(name), timeout=60, what="the volumes reclaimed")
+    reclaim(api, namespace, name, "twenty", "again")
     assert CHAP_PASSWORD not in operator.log()
 
 
@@ -153,11 +160,6 @@ def test_bad_input_is_reported_on_the_backend(
     name = backends("tgt-nosecret", pool_spec(target, secret, namespace))
     missing = api.wait_condition(name, status="False", reason="SecretMissing")
     assert f"{namespace}/{secret}" in missing["message"]
-
-    # Wiping a LUN would need an initiator the operator does not have: refused, not faked.
-    wipe = backends("tgt-wipe", pool_spec(target, secret, namespace, wipeOnDelete=True))
-    invalid = api.wait_condition(wipe, status="False", reason="InvalidSpec")
-    assert "wipeOnDelete" in invalid["message"]
 
     # The portal is probed with a TCP connect from the operator: Degraded while it fails.
     secret = chap_secret(api, namespace, CHAP_USER, CHAP_PASSWORD)
@@ -186,6 +188,149 @@ def test_bad_input_is_reported_on_the_backend(
     message = (api.condition(refused, "Degraded") or {})["message"]
     assert f"{target.host.ip}:3261: connection refused" in message, message
     # What the operator cannot see: a wrong CHAP password (only a login would tell).
+
+
+PATTERN = b"stowage-data-"
+
+
+def reclaim(api: Api, namespace: str, backend: str, *claims: str) -> None:
+    """Deletes the claims and waits until the backend has no volume left."""
+    for claim in claims:
+        api.delete(PERSISTENT_VOLUME_CLAIMS, claim, namespace)
+    wait_for(lambda: not api.volumes_of(backend), timeout=60, what="the volumes reclaimed")
+
+
+@dataclass(frozen=True)
+class WipingPool:
+    """An Available backend of the target with wipeOnDelete: true, and what tests use of it."""
+
+    api: Api
+    operator: OperatorProcess
+    namespace: str
+    target: TgtTarget
+    name: str
+    secret: str
+
+
+@pytest.fixture
+def wiping_pool(
+    api: Api, backends: Backends, namespace: str, target: TgtTarget, operator: OperatorProcess
+) -> Callable[[str], WipingPool]:
+    """Makes the backend, its CHAP Secret holding the given password."""
+
+    def make(password: str) -> WipingPool:
+        secret = chap_secret(api, namespace, CHAP_USER, password)
+        name = backends("tgt-wipe", pool_spec(target, secret, namespace, wipeOnDelete=True))
+        api.wait_condition(name, status="True", reason="Available")
+        return WipingPool(api, operator, namespace, target, name, secret)
+
+    return make
+
+
+def fill_with_pattern(path: Path, size: int) -> None:
+    """Writes non-zero data over the whole LUN, on the target's side (its backing file)."""
+    path.write_bytes((PATTERN * (size // len(PATTERN) + 1))[:size])
+
+
+def is_all_zeros(path: Path, size: int) -> bool:
+    data = path.read_bytes()
+    return len(data) == size and data == bytes(size)
+
+
+def volume_events(api: Api, volume: str) -> list[Json]:
+    # Events of cluster-scoped objects go to the namespace "default".
+    return api.events("PersistentVolume", volume, "default")
+
+
+def test_the_wipe_zeroes_a_lun_through_the_first_portal_that_lets_it_in(
+    target: TgtTarget,
+) -> None:
+    """libiscsi from this machine, as the operator does it (no cluster object involved)."""
+    fill_with_pattern(target.backing_file(3), LUN_SIZES[3])
+    closed = f"{target.host.ip}:3261"
+    address = LunAddress((closed, target.portal), IQN, 3)
+    with pytest.raises(WipeError, match="the target refused the login") as refused:
+        wipe_lun(address, Chap(CHAP_USER, "not-the-secret-1"))
+    assert f"{closed}: the portal cannot be reached" in str(refused.value)
+    assert "not-the-secret-1" not in str(refused.value)
+    assert not is_all_zeros(target.backing_file(3), LUN_SIZES[3])
+
+    wiped = wipe_lun(address, Chap(CHAP_USER, CHAP_PASSWORD))
+    assert (wiped.portal, wiped.size_bytes) == (target.portal, LUN_SIZES[3])
+    assert is_all_zeros(target.backing_file(3), LUN_SIZES[3])
+    print(
+        f"wiped 32 MiB in {wiped.seconds:.2f} s: {wiped.mib_per_second:.0f} MiB/s", file=sys.stderr
+    )
+
+
+def test_a_released_lun_is_zeroed_before_the_next_claim_gets_it(
+    wiping_pool: Callable[[str], WipingPool],
+) -> None:
+    pool = wiping_pool(CHAP_PASSWORD)
+    api, namespace, target, name = pool.api, pool.namespace, pool.target, pool.name
+    api.apply(claim_manifest("first", namespace, name, size="10Mi"))
+    first = bound_volume(api, namespace, "first")
+    assert first["spec"]["iscsi"]["lun"] == 2
+    lun_file = target.backing_file(2)
+    fill_with_pattern(lun_file, LUN_SIZES[2])
+
+    # The PV goes only once the LUN is zeroed: the LUN is never free with the data on it.
+    volume = first["metadata"]["name"]
+    api.delete(PERSISTENT_VOLUME_CLAIMS, "first", namespace)
+    wait_for(partial(api.gone, PERSISTENT_VOLUMES, volume), timeout=60, what=f"{volume} deleted")
+    assert is_all_zeros(lun_file, LUN_SIZES[2])
+    [wiped] = [e for e in volume_events(api, volume) if e["reason"] == "LunWiped"]
+    assert wiped["type"] == "Normal"
+    assert f"LUN 2 of {IQN} zeroed through {target.portal}: 16Mi in" in wiped["message"]
+    print(wiped["message"], file=sys.stderr)
+
+    # The operator learns of the deletion from its own PV watch, a moment after the API says so.
+    time.sleep(2)
+    api.apply(claim_manifest("next", namespace, name, size="12Mi"))
+    following = bound_volume(api, namespace, "next")
+    assert following["spec"]["iscsi"]["lun"] == 2
+    assert login_as_a_node_would(api, following) == LUN_SIZES[2]
+    reclaim(api, namespace, name, "next")
+    assert CHAP_PASSWORD not in pool.operator.log()
+
+
+def test_a_wipe_the_target_refuses_keeps_the_volume_and_says_why(
+    wiping_pool: Callable[[str], WipingPool],
+) -> None:
+    wrong = "not-the-secret-2"
+    pool = wiping_pool(wrong)  # Available all the same: only a login checks a password
+    api, namespace, target, name = pool.api, pool.namespace, pool.target, pool.name
+    api.apply(claim_manifest("kept", namespace, name, size="10Mi"))
+    volume = bound_volume(api, namespace, "kept")["metadata"]["name"]
+    lun_file = target.backing_file(2)
+    fill_with_pattern(lun_file, LUN_SIZES[2])
+    api.delete(PERSISTENT_VOLUME_CLAIMS, "kept", namespace)
+
+    failed = wait_for(
+        lambda: [e for e in volume_events(api, volume) if e["reason"] == "WipeFailed"],
+        timeout=60,
+        what="a WipeFailed Event on the released volume",
+    )
+    message = failed[0]["message"]
+    assert failed[0]["type"] == "Warning"
+    assert "LUN 2 not zeroed, the volume stays until it is" in message, message
+    assert f"{target.portal}: the target refused the login" in message, message
+    remaining = api.get(PERSISTENT_VOLUMES, volume)
+    assert remaining is not None and remaining["status"]["phase"] == "Released"
+    assert not is_all_zeros(lun_file, LUN_SIZES[2])
+    # Nothing else gets the LUN meanwhile.
+    api.apply(claim_manifest("other", namespace, name, size="10Mi"))
+    assert bound_volume(api, namespace, "other")["spec"]["iscsi"]["lun"] == 3
+
+    # The right password in the Secret: the retry zeroes the LUN, and the volume goes.
+    chap_secret_named(api, namespace, pool.secret, CHAP_USER, CHAP_PASSWORD)
+    wait_for(partial(api.gone, PERSISTENT_VOLUMES, volume), timeout=120, what=f"{volume} deleted")
+    assert is_all_zeros(lun_file, LUN_SIZES[2])
+    texts = [e["message"] for e in volume_events(api, volume)]
+    assert all(wrong not in text and CHAP_PASSWORD not in text for text in texts)
+    log = pool.operator.log()
+    assert wrong not in log and CHAP_PASSWORD not in log
+    reclaim(api, namespace, name, "other")
 
 
 def degraded(api: Api, backend: str) -> tuple[str, str]:

@@ -94,7 +94,7 @@ def test_iscsi_pool_sizes_are_bytes() -> None:
     assert [lun.size_bytes for lun in iscsi.luns] == [10 * 2**30, 10 * 2**30, 50 * 2**30]
     assert iscsi.chap_secret_ref is not None
     assert iscsi.chap_secret_ref.namespace == "stowage-system"
-    assert iscsi.wipe_on_delete is False
+    assert iscsi.wipe_on_delete is True
 
 
 def test_git_sync_period_in_seconds() -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import os
 import stat
 from collections.abc import Iterator
 from functools import cache
 
+from stowage import native
 from stowage.agent import mounting
 from stowage.agent.claim_data import PARENT_DIRECTORY_MODE, NewDirectory, parts_below
 from stowage.drivers.base import RemoteExport
@@ -48,9 +48,8 @@ class _DirEntry(ctypes.Structure):
 @cache
 def library() -> ctypes.CDLL:
     """libnfs with the prototypes used here; OSError when it is not installed."""
-    lib = ctypes.CDLL(ctypes.util.find_library("nfs") or LIBRARY, use_errno=True)
     context, text = ctypes.c_void_p, ctypes.c_char_p
-    prototypes: dict[str, tuple[object, list[object]]] = {
+    prototypes: native.Prototypes = {
         "nfs_init_context": (context, []),
         "nfs_destroy_context": (None, [context]),
         "nfs_get_error": (text, [context]),
@@ -69,11 +68,7 @@ def library() -> ctypes.CDLL:
         "nfs_unlink": (ctypes.c_int, [context, text]),
         "nfs_rename": (ctypes.c_int, [context, text, text]),
     }
-    for name, (result, arguments) in prototypes.items():
-        function = getattr(lib, name)
-        function.restype = result
-        function.argtypes = arguments
-    return lib
+    return native.load("nfs", LIBRARY, prototypes, use_errno=True)
 
 
 def protocol_version(version: str) -> int:

@@ -377,9 +377,10 @@ class IscsiSpec(ApiModel):
     )
     wipe_on_delete: bool = Field(
         default=False,
-        description="Overwrite the start of a LUN when its claim is deleted, before reuse. "
-        "Not implemented yet (the operator has no iSCSI initiator): true is refused as "
-        "InvalidSpec.",
+        description="Write zeros over the whole LUN when its volume is released, before "
+        "reuse: the operator logs in (libiscsi, with the CHAP Secret) and deletes the volume, "
+        "freeing the LUN, only once it is zeroed; a failed wipe keeps the volume and is "
+        "retried.",
     )
 
 

@@ -2,8 +2,9 @@
 
 A LUN is free while no PV of the backend records it. Its data cannot outlive its PV (the next
 claim gets the LUN), so keeping data is done with storageClass.reclaimPolicy: Retain, which keeps
-the PV and with it the LUN. A LUN is handed on as it is: wipeOnDelete is refused (InvalidSpec)
-until something can write to a LUN (the operator has no iSCSI initiator).
+the PV and with it the LUN. A LUN is handed on as it is, unless wipeOnDelete is true: then the
+operator zeroes it (`stowage.iscsi_wipe`, libiscsi) before it deletes the released PV, so that
+the LUN is free again only once it is zeroed.
 """
 
 from __future__ import annotations
@@ -84,15 +85,6 @@ class IscsiDriver(BaseDriver[IscsiSpec]):
                     f"{on_delete} is not possible for iSCSI LUNs: a LUN returns to the pool "
                     "when its volume is deleted; set storageClass.reclaimPolicy: Retain to "
                     "keep a LUN's data",
-                )
-            )
-        if self.type_spec(backend).wipe_on_delete:
-            problems.append(
-                Problem(
-                    "iscsi.wipeOnDelete",
-                    "wiping a LUN is not implemented: it needs an iSCSI initiator (a kernel "
-                    "login or a userspace client) writing to the LUN, and the operator has "
-                    "none; wipe LUNs on the target, or unset wipeOnDelete",
                 )
             )
         return problems

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stowage import objects
-from stowage.api.backend import OnDelete, StorageBackend
+from stowage.api.backend import IscsiSpec, OnDelete, StorageBackend
 from stowage.api.common import parse_quantity
 from stowage.drivers import driver_for
 from stowage.drivers.base import (
@@ -61,6 +61,7 @@ __all__ = [
     "helper_release_request",
     "host_mount",
     "is_prepared",
+    "lun_to_wipe",
     "mount_order",
     "node_volume",
     "prepared_on_node",
@@ -374,6 +375,16 @@ def release_volume(name: str, model: StorageBackend, volume: Mapping[str, Any]) 
     """What becomes of a released volume's data (the mount helpers carry it out)."""
     driver = driver_for(model.spec.storage_type)
     return driver.release(_ref(name, model), ProvisionedVolume.from_manifest(volume))
+
+
+def lun_to_wipe(model: StorageBackend, volume: Mapping[str, Any]) -> tuple[IscsiSpec, int] | None:
+    """The iSCSI backend and LUN to zero before the released `volume` may be deleted; None when
+    the backend does not wipe (or the volume records no LUN)."""
+    spec = model.spec.iscsi
+    if spec is None or not spec.wipe_on_delete:
+        return None
+    lun = ProvisionedVolume.from_manifest(volume).location.lun
+    return None if lun is None else (spec, lun)
 
 
 def claim_volume(

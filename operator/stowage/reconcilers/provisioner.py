@@ -26,6 +26,7 @@ from typing import Any
 import kopf
 
 from stowage import metrics
+from stowage.api.backend import IscsiSpec
 from stowage.drivers.base import (
     BACKEND_LABEL,
     PATH_ANNOTATION,
@@ -35,9 +36,11 @@ from stowage.drivers.base import (
     RELEASE_ANNOTATION,
     RELEASED_BY_ANNOTATION,
 )
+from stowage.drivers.common import describe_size
+from stowage.iscsi_wipe import WipeError
 from stowage.kube import AlreadyExistsError, ApiError, Json
 from stowage.kube.events import post_event
-from stowage.kube.resources import PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES
+from stowage.kube.resources import PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES, Resource
 from stowage.reconcilers import driving, indexes
 from stowage.reconcilers.backend_state import parse_backend
 from stowage.reconcilers.claims import (
@@ -53,6 +56,7 @@ from stowage.reconcilers.claims import (
 from stowage.reconcilers.context import Runtime
 from stowage.reconcilers.indexes import Caches
 from stowage.reconcilers.retry import Retry
+from stowage.reconcilers.wiping import Wiper
 from stowage.status import is_ready
 
 logger = logging.getLogger(__name__)
@@ -60,6 +64,8 @@ logger = logging.getLogger(__name__)
 PROVISIONING_FAILED = "ProvisioningFailed"
 PROVISIONING_SUCCEEDED = "ProvisioningSucceeded"
 VOLUME_DELETED = "VolumeDeleted"
+LUN_WIPED = "LunWiped"
+WIPE_FAILED = "WipeFailed"
 # How soon a claim is tried again, by why it failed (doubling up to five minutes).
 QUICK_RETRY = 2.0
 # A released volume whose directory the helpers have not yet removed is looked at again
@@ -117,6 +123,9 @@ class Provisioner:
         self._last_event: dict[str, str] = {}
         # Which helper is asked to prepare each claim's directory, since when.
         self._asking: dict[str, Asking] = {}
+        # Released iSCSI volumes whose LUN is being zeroed, or is zeroed (by volume UID).
+        self._wiper = Wiper(runtime.kube)
+        self._wiped: set[str] = set()
 
     async def on_claim(self, claim: Mapping[str, Any], deleted: bool, caches: Caches) -> None:
         key = claim_key(claim)
@@ -213,9 +222,12 @@ class Provisioner:
                 backend_name,
                 model,
                 claim,
-                volumes=self._in_flight.with_indexed(
-                    backend_name, indexes.all_of(caches.volumes_by_backend, backend_name)
-                ),
+                volumes=[
+                    *self._in_flight.with_indexed(
+                        backend_name, indexes.all_of(caches.volumes_by_backend, backend_name)
+                    ),
+                    *self._wiper.volumes_of(backend_name),  # their LUN is in use until zeroed
+                ],
                 nodes=indexes.values(caches.nodes),
             )
         except driving.HelperNotReady as error:
@@ -336,8 +348,16 @@ class Provisioner:
             )
         return Retry(failure.reason, failure.retry_after)
 
-    async def _event(self, claim: Json, *, warning: bool, reason: str, message: str) -> None:
-        involved = {"apiVersion": "v1", "kind": PERSISTENT_VOLUME_CLAIMS.kind, **claim}
+    async def _event(
+        self,
+        body: Json,
+        *,
+        warning: bool,
+        reason: str,
+        message: str,
+        resource: Resource = PERSISTENT_VOLUME_CLAIMS,
+    ) -> None:
+        involved = {"apiVersion": "v1", "kind": resource.kind, **body}
         await self._runtime.call(
             post_event,
             self._runtime.kube,
@@ -352,8 +372,13 @@ class Provisioner:
         key = f"volume/{metadata['name']}/{metadata['uid']}"
         spec = volume.get("spec") or {}
         released = (volume.get("status") or {}).get("phase") == "Released"
+        if deleted:  # gone before any plan saw it in the index: no longer planned around
+            backend = (metadata.get("labels") or {}).get(BACKEND_LABEL, "")
+            self._in_flight.discard(backend, dict(volume))
         if deleted or not released or spec.get("persistentVolumeReclaimPolicy") != "Delete":
             self._runtime.retrier.forget(key)
+            self._last_event.pop(f"wipe/{metadata['uid']}", None)
+            self._wiped.discard(metadata["uid"])
             return
         snapshot = copy.deepcopy(dict(volume))
 
@@ -370,6 +395,15 @@ class Provisioner:
         backend = indexes.one(caches.backends, backend_name)
         model = parse_backend(backend) if backend is not None else None
         if model is not None and not isinstance(model, str):
+            wiping = driving.lun_to_wipe(model, volume)
+            # A volume being deleted (its Released event came first) is not wiped again.
+            terminating = bool(metadata.get("deletionTimestamp"))
+            if wiping is not None and metadata["uid"] not in self._wiped and not terminating:
+                if self._wiper.is_running(metadata["uid"]):
+                    return None  # that wipe deletes the volume when it is done
+                failed = await self._wipe(volume, *wiping)
+                if failed is not None:
+                    return failed
             release = driving.release_volume(backend_name, model, volume)
             request = driving.helper_release_request(release, model, indexes.values(caches.nodes))
             if request is not None and not annotations.get(RELEASED_BY_ANNOTATION):
@@ -396,6 +430,39 @@ class Provisioner:
         if deleted:
             metrics.VOLUMES_RECLAIMED.labels(backend_name, "Delete").inc()
             logger.info("deleted released volume %s of backend %s", metadata["name"], backend_name)
+        return None
+
+    async def _wipe(self, volume: Json, spec: IscsiSpec, lun: int) -> Retry | None:
+        """Zeroes the volume's LUN; while that fails the volume stays (Released), its LUN in
+        use, with a Warning Event on it saying why."""
+        metadata = volume["metadata"]
+        key = f"wipe/{metadata['uid']}"
+        try:
+            wiped = await self._wiper.wipe(volume, spec, lun)
+        except (WipeError, ApiError) as error:
+            message = f"LUN {lun} not zeroed, the volume stays until it is: {error}"
+            logger.warning("volume %s: %s", metadata["name"], message)
+            if self._last_event.get(key) != message:
+                self._last_event[key] = message
+                await self._event(
+                    volume,
+                    warning=True,
+                    reason=WIPE_FAILED,
+                    message=message,
+                    resource=PERSISTENT_VOLUMES,
+                )
+            return Retry(WIPE_FAILED, SLOW_RETRY)
+        self._last_event.pop(key, None)
+        self._wiped.add(metadata["uid"])
+        message = (
+            f"LUN {lun} of {spec.iqn} zeroed through {wiped.portal}: "
+            f"{describe_size(wiped.size_bytes)} in {wiped.seconds:.1f} s "
+            f"({wiped.mib_per_second:.0f} MiB/s)"
+        )
+        logger.info("volume %s: %s", metadata["name"], message)
+        await self._event(
+            volume, warning=False, reason=LUN_WIPED, message=message, resource=PERSISTENT_VOLUMES
+        )
         return None
 
     async def _hand_release_to_helpers(self, volume: Json, request: dict[str, str]) -> Retry:
