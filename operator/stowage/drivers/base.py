@@ -405,8 +405,6 @@ class Driver(Protocol):
     access_modes: ClassVar[frozenset[str]]  # the access modes its claims may ask for
     # The helper on the volume's node makes each volume before its PV exists (emptyDir, gitRepo).
     prepared_on_node: ClassVar[bool]
-    # The helpers make claim directories on the server over the network (nfs).
-    remote_directories: ClassVar[bool]
 
     def prepares_on_node(self, backend: BackendRef) -> bool:
         """Whether the helper on each volume's node makes it before its PV exists: the type's

@@ -65,8 +65,6 @@ class BaseDriver(Generic[SpecT]):
     expandable: ClassVar[bool] = False
     # The helper on the volume's node makes each volume before its PV exists.
     prepared_on_node: ClassVar[bool] = False
-    # The helpers make claim directories on the server over the network (`remote_export`).
-    remote_directories: ClassVar[bool] = False
 
     def prepares_on_node(self, backend: BackendRef) -> bool:
         return self.prepared_on_node

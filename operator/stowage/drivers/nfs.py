@@ -35,7 +35,6 @@ class NfsDriver(BaseDriver[NfsSpec]):
     volume_kind: ClassVar[VolumeKind] = VolumeKind.FILE
     spec_model = NfsSpec
     kubelet_mounts: ClassVar[bool] = True
-    remote_directories: ClassVar[bool] = True
 
     def validate_type(self, backend: BackendRef) -> list[Problem]:
         problems = forbidden_option_problems(backend, VERSION_OPTIONS, "set nfs.version instead")

@@ -146,8 +146,12 @@ def probe_addresses(model: StorageBackend) -> list[tuple[str, str, int]]:
 def prepared_on_node(model: StorageBackend) -> bool:
     """Whether the helper on each volume's node makes it before its PV exists (emptyDir,
     gitRepo, lvm, rbd; hostPath with enforceQuota)."""
-    driver = driver_for(model.spec.storage_type)
-    return driver.prepares_on_node(BackendRef(name="", spec=model.spec))  # no name needed
+    return driver_for(model.spec.storage_type).prepares_on_node(_nameless(model))
+
+
+def _nameless(model: StorageBackend) -> BackendRef:
+    """A reference to the backend for questions its name does not change."""
+    return BackendRef(name="", spec=model.spec)
 
 
 def has_helpers(model: StorageBackend) -> bool:
@@ -159,7 +163,7 @@ def has_helpers(model: StorageBackend) -> bool:
     return (
         isinstance(driver, SharedMountDriver)
         or prepared_on_node(model)
-        or driver.remote_directories
+        or driver.remote_export(_nameless(model), node="") is not None
     )
 
 
