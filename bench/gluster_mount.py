@@ -30,6 +30,7 @@ from stowage.agent import mounting  # noqa: E402
 from stowage.drivers.base import HostMount  # noqa: E402
 from stowage_e2e import hosts  # noqa: E402
 from stowage_e2e.gluster import GLUSTERD_PORT, GlusterCluster  # noqa: E402
+from stowage_e2e.guard import network_guard  # noqa: E402
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -125,4 +126,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with network_guard():
+        status = main()
+    sys.exit(status)

@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "operator"), str(REPO / "e2e")]
 
 from stowage_e2e import hosts, scenario  # noqa: E402
+from stowage_e2e.guard import network_guard  # noqa: E402
 from stowage_e2e.images import ImageBuilder  # noqa: E402
 from stowage_e2e.images_stowage import build_stowage_images  # noqa: E402
 from stowage_e2e.install import Helm, install  # noqa: E402
@@ -135,4 +136,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with network_guard():
+        main()

@@ -1,7 +1,8 @@
 """Provisioning benchmark: N claims at once against one backend, PVC -> Bound latency.
 
-Runs against the cluster of --kubeconfig: applies the CRDs, starts `stowage run` (unless
---operator-running), makes an NFS backend (Immediate binding: every claim is provisioned at
+Runs against the cluster of --kubeconfig with the network guard on (`scripts/install.sh` first):
+applies the CRDs, starts `stowage run` (unless --operator-running), starts NFS-Ganesha on a
+test host, makes an NFS backend of it (Immediate binding: every claim is provisioned at
 once, nothing waits for a scheduler), creates the claims from a thread pool, and waits until all
 are Bound. Prints latency percentiles and the API server's write requests per claim (from its
 /metrics `apiserver_request_total`, before and after), split by resource, and the operator's own
@@ -25,12 +26,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "operator"), str(REPO / "tests" / "integration")]
+sys.path[:0] = [str(REPO / "operator"), str(REPO / "e2e"), str(REPO / "tests" / "integration")]
 
 from itkit import Api, OperatorProcess, storage_backend, wait_for  # noqa: E402
 
 from stowage.kube import Connection, Json, Kube  # noqa: E402
 from stowage.kube.resources import NAMESPACES, PERSISTENT_VOLUME_CLAIMS, STORAGE_BACKENDS  # noqa: E402
+from stowage_e2e import hosts  # noqa: E402
+from stowage_e2e.guard import network_guard  # noqa: E402
+from stowage_e2e.servers import SERVERS_DIR, NfsGanesha  # noqa: E402
 
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
 SAMPLE = re.compile(r"^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
@@ -99,12 +103,14 @@ def run(args: argparse.Namespace) -> None:
         print(f"operator log: {log}")
     suffix = uuid.uuid4().hex[:6]
     backend, namespace = f"bench-{suffix}", f"bench-{suffix}"
+    host = hosts.create_host()
+    ganesha = NfsGanesha.start(host, exports={str(SERVERS_DIR / host.name / "export"): "/bench"})
     try:
         api.apply(
             storage_backend(
                 backend,
                 {
-                    "nfs": {"servers": ["192.0.2.10"], "path": "/exports/bench"},
+                    "nfs": {"servers": [host.ip], "path": "/bench"},
                     "storageClass": {"volumeBindingMode": "Immediate"},
                 },
             )
@@ -150,6 +156,8 @@ def run(args: argparse.Namespace) -> None:
                 what="the bench backend deleted",
             )
             operator.stop()
+        ganesha.stop()
+        hosts.remove_host(host)
 
 
 def report(
@@ -186,7 +194,8 @@ def main() -> None:
         action="store_true",
         help="an operator already runs against the cluster: do not start one",
     )
-    run(parser.parse_args())
+    with network_guard():
+        run(parser.parse_args())
 
 
 if __name__ == "__main__":

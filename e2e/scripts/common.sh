@@ -28,9 +28,7 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 # `apt-get update` at most once per script run.
 apt_install() {
   local missing=()
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-  done
+  mapfile -t missing < <(missing_packages "$@")
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing Debian packages: ${missing[*]}"
   if [ -z "${_STOWAGE_APT_UPDATED:-}" ]; then
@@ -38,6 +36,28 @@ apt_install() {
     _STOWAGE_APT_UPDATED=1
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+missing_packages() {
+  local pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || echo "$pkg"
+  done
+}
+
+# The one list of the Debian packages the suite uses (installed up front by scripts/install.sh).
+PACKAGES_FILE="$E2E_DIR/packages.txt"
+listed_packages() { sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$PACKAGES_FILE"; }
+
+# require_packages fails, naming them, when packages of the list are missing: once the network
+# guard is on nothing can be installed, so nothing is installed lazily.
+require_packages() {
+  local listed=() missing=()
+  mapfile -t listed < <(listed_packages)
+  mapfile -t missing < <(missing_packages "${listed[@]}")
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "Debian packages not installed: ${missing[*]} (run: bash scripts/install.sh)"
+  return 1
 }
 
 # The local cluster: all of its state under one folder, all of its names here.
@@ -49,6 +69,8 @@ NODE_NAME=stowage-node
 HOSTS_BRIDGE=stowage-hosts
 HOSTS_CIDR=172.30.0.0/24
 NODE_IP=172.30.0.1
+# Every node has a /24 of the cluster's pod network: the first node this one.
+CLUSTER_CIDR=10.244.0.0/16
 POD_CIDR=10.244.0.0/24
 POD_BRIDGE=stowage-cni0
 SERVICE_CIDR=10.96.0.0/16

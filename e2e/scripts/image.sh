@@ -33,7 +33,7 @@ EOF
 base_rootfs_tarball() {
   local tarball="$STOWAGE_CACHE/debian-bookworm-minbase.tar"
   if [ ! -f "$tarball" ]; then
-    apt_install debootstrap
+    require_packages
     local rootfs
     rootfs=$(mktemp -d /var/tmp/stowage-debootstrap.XXXXXX)
     log "debootstrap --variant=minbase bookworm (about 30 s)"
@@ -71,7 +71,7 @@ pause_source() {
 
 cmd_pause() {
   image_exists "$PAUSE_IMAGE" && { log "$PAUSE_IMAGE is cached"; return 0; }
-  apt_install gcc libc6-dev
+  require_packages
   local workdir container
   workdir=$(mktemp -d)
   gcc -Os -Wall -Werror -static -DVERSION=v3.6 -o "$workdir/pause" "$(pause_source)"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from stowage.agent.btrfs import parse_referenced_limits
-from stowage_e2e.servers import apt_install
+from stowage_e2e.servers import require_packages
 
 IMAGE_BYTES = 256 * 2**20  # btrfs wants more than 114 MiB with its default profiles
 
@@ -25,7 +25,7 @@ def run(*command: str) -> str:
 @pytest.fixture
 def btrfs_base() -> Iterator[Path]:
     """The mount point of a new btrfs file system (quota not enabled yet)."""
-    apt_install("btrfs-progs")
+    require_packages("btrfs-progs")
     work = Path(tempfile.mkdtemp(prefix="stowage-btrfs-", dir="/var/tmp"))
     image, mount_point = work / "btrfs.img", work / "base"
     mount_point.mkdir()

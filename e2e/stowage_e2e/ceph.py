@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from stowage_e2e.hosts import TestHost
-from stowage_e2e.servers import SERVERS_DIR, apt_install, wait_for_port
+from stowage_e2e.servers import SERVERS_DIR, require_packages, wait_for_port
 
 PACKAGES = (
     "ceph-mon",
@@ -167,7 +167,7 @@ class CephCluster:
     @classmethod
     def start(cls, host: TestHost, fs_name: str = "cephfs") -> CephCluster:
         """A new cluster (any old state of the host removed), healthy, its CephFS active."""
-        apt_install(*PACKAGES)
+        require_packages(*PACKAGES)
         state = state_dir(host)
         shutil.rmtree(state, ignore_errors=True)
         for name in ("run", "log", "mon", "mgr", "osd", "mds", "clients"):

@@ -31,6 +31,7 @@ _SETTING_NAMES = (
     "NODE_IP",
     "HOSTS_BRIDGE",
     "HOSTS_CIDR",
+    "CLUSTER_CIDR",
     "POD_CIDR",
     "SERVICE_CIDR",
     "SERVICE_IP",
@@ -53,6 +54,7 @@ class Settings:
     node_ip: str
     hosts_bridge: str
     hosts_cidr: str
+    cluster_cidr: str
     pod_cidr: str
     service_cidr: str
     service_ip: str
@@ -80,6 +82,7 @@ def settings() -> Settings:
         node_ip=values["NODE_IP"],
         hosts_bridge=values["HOSTS_BRIDGE"],
         hosts_cidr=values["HOSTS_CIDR"],
+        cluster_cidr=values["CLUSTER_CIDR"],
         pod_cidr=values["POD_CIDR"],
         service_cidr=values["SERVICE_CIDR"],
         service_ip=values["SERVICE_IP"],

@@ -9,6 +9,7 @@ Fixtures:
     namespace      (test)    a fresh namespace, deleted after the test
     test_hosts     (test)    a factory of network-namespace test hosts, removed after the test
     image_builder  (session) builds Dockerfiles and imports the images into the cluster
+    unreachable_host (session) a test host that is cut off: a server there never answers
 
 Tests marked `@pytest.mark.cluster_lifecycle` (they take the cluster down and up again)
 run after every other test of the session.
@@ -134,6 +135,18 @@ def test_hosts(cluster: ClusterHandle) -> Iterator[TestHostFactory]:
     factory = TestHostFactory()
     yield factory
     factory.cleanup()
+
+
+@pytest.fixture(scope="session")
+def unreachable_host(cluster: ClusterHandle) -> Iterator[hosts_module.TestHost]:
+    """A test host that drops every packet: connections to it time out. The address to give
+    a backend whose servers must not answer (nothing outside this machine is ever asked)."""
+    if cluster.provider != "local":
+        pytest.skip("test hosts live on this machine: local provider only")
+    host = hosts_module.create_host()
+    host.cut_off()
+    yield host
+    hosts_module.remove_host(host)
 
 
 @pytest.fixture(scope="session")

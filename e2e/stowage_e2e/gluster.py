@@ -26,7 +26,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from stowage_e2e.hosts import TestHost
-from stowage_e2e.servers import SERVERS_DIR, apt_install, wait_for_port
+from stowage_e2e.servers import SERVERS_DIR, require_packages, wait_for_port
 
 GLUSTERD_PORT = 24007
 # /run itself: glusterd.socket lives there, beside run/gluster.
@@ -65,7 +65,7 @@ class GlusterCluster:
     def start(
         cls, hosts: Sequence[TestHost], volume: str = "gv0", replica: int | None = None
     ) -> GlusterCluster:
-        apt_install("glusterfs-server", "glusterfs-client")
+        require_packages("glusterfs-server", "glusterfs-client")
         cluster = cls(list(hosts), volume)
         try:
             for host in cluster.hosts:

@@ -21,6 +21,9 @@ from pathlib import Path
 from stowage_e2e.cluster import E2E_DIR, provider, settings
 
 IMAGE_SH = E2E_DIR / "scripts" / "image.sh"
+# The suite's own tools image (Debian base + socat), built up front by scripts/install.sh.
+TOOLS_IMAGE = "localhost/stowage/e2e-tools:test"
+TOOLS_CONTEXT = E2E_DIR / "images" / "tools"
 
 
 def _image_sh(*args: str) -> None:

@@ -5,7 +5,7 @@ first fills that folder from PyPI on the host (pip's cache makes a warm run a no
 hands the two targets to the cluster's image builder (stowage_e2e.images), which builds with
 a layer cache and imports the result into the cluster's containerd.
 
-    python -m stowage_e2e.images_stowage      # build both, import, print the timings
+    python -m stowage_e2e.images_stowage [--no-import]   # build them (and the tools image)
 """
 
 from __future__ import annotations
@@ -52,17 +52,28 @@ def build_requirements() -> list[str]:
 
 
 def download_wheels(destination: Path = WHEELS_DIR) -> None:
-    """The runtime dependencies and the build backend as wheels for the image's Python."""
+    """The runtime dependencies and the build backend as wheels for the image's Python.
+
+    Offline first: when the folder already holds them, PyPI is not asked (the suite builds
+    images while its network guard is on)."""
     destination.mkdir(parents=True, exist_ok=True)
+    if _pip_download(destination, "--no-index", "--find-links", str(destination)) == 0:
+        return
+    if _pip_download(destination) != 0:
+        raise RuntimeError(f"pip download of the images' wheels into {destination} failed")
+
+
+def _pip_download(destination: Path, *index_args: str) -> int:
     machine = os.uname().machine
     platforms = [arg for tag in MANYLINUX_TAGS for arg in ("--platform", f"{tag}_{machine}")]
-    subprocess.run(
+    return subprocess.run(
         [
             sys.executable,
             "-m",
             "pip",
             "download",
             "--quiet",
+            *index_args,
             "--only-binary=:all:",
             "--python-version",
             IMAGE_PYTHON,
@@ -77,8 +88,9 @@ def download_wheels(destination: Path = WHEELS_DIR) -> None:
             str(REPO_DIR / "requirements" / "runtime.txt"),
             *build_requirements(),
         ],
-        check=True,
-    )
+        capture_output=bool(index_args),
+        check=False,
+    ).returncode
 
 
 def build_stowage_images(builder: ImageBuilder, images: Images | None = None) -> Images:
@@ -90,12 +102,21 @@ def build_stowage_images(builder: ImageBuilder, images: Images | None = None) ->
     return images
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Builds every image the suite uses; with --no-import only into the build store (the
+    install step, before any cluster runs)."""
+    from stowage_e2e.images import TOOLS_CONTEXT, TOOLS_IMAGE
     from stowage_e2e.images import ImageBuilder as ClusterImageBuilder
 
+    args = sys.argv[1:] if argv is None else argv
+    builder = ClusterImageBuilder(import_into_cluster="--no-import" not in args)
     started = time.monotonic()
-    images = build_stowage_images(ClusterImageBuilder())
-    print(f"{images.operator} and {images.helper} in {time.monotonic() - started:.0f} s")
+    images = build_stowage_images(builder)
+    builder.build(TOOLS_CONTEXT, tag=TOOLS_IMAGE)
+    print(
+        f"{images.operator}, {images.helper} and {TOOLS_IMAGE}"
+        f" in {time.monotonic() - started:.0f} s"
+    )
 
 
 if __name__ == "__main__":

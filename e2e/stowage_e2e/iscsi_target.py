@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stowage_e2e.hosts import TestHost
-from stowage_e2e.servers import SERVERS_DIR, apt_install, wait_for_port
+from stowage_e2e.servers import SERVERS_DIR, require_packages, wait_for_port
 
 ISCSI_PORT = 3260
 CONTROL_PORT_BASE = 21000
@@ -112,7 +112,7 @@ class TgtTarget:
         for value in (user, password):
             if value is not None and not _URL_SAFE.match(value):
                 raise ValueError("CHAP user and password: letters, digits and ._:- only")
-        apt_install("tgt", "libiscsi-bin")
+        require_packages("tgt", "libiscsi-bin")
         state_dir = SERVERS_DIR / host.name / "tgt"
         state_dir.mkdir(parents=True, exist_ok=True)
         control = CONTROL_PORT_BASE + host.index

@@ -6,7 +6,7 @@
 
 Each server runs as a process inside its host's network namespace, bound to the host's address,
 with its configuration, state and log under /var/lib/stowage-e2e/servers/<host>/<server>.
-The Debian packages are installed on first use.
+The Debian packages come from e2e/packages.txt, installed by scripts/install.sh.
 """
 
 from __future__ import annotations
@@ -26,13 +26,35 @@ SERVERS_DIR = Path(os.environ.get("STOWAGE_STATE_DIR", "/var/lib/stowage-e2e")) 
 NFS_PORT = 2049
 
 
-def apt_install(*packages: str) -> None:
-    """Installs the Debian packages that are missing (the e2e scripts' apt_install)."""
-    common = E2E_DIR / "scripts" / "common.sh"
-    subprocess.run(
-        ["bash", "-c", f'source "{common}" && apt_install "$@"', "apt_install", *packages],
-        check=True,
-    )
+PACKAGES_FILE = E2E_DIR / "packages.txt"
+
+
+def listed_packages() -> frozenset[str]:
+    """The Debian packages of e2e/packages.txt, which scripts/install.sh installs up front."""
+    lines = (line.split("#", 1)[0].strip() for line in PACKAGES_FILE.read_text().splitlines())
+    return frozenset(line for line in lines if line)
+
+
+def require_packages(*packages: str) -> None:
+    """Fails, naming them, when the Debian packages a server needs are not installed.
+
+    Nothing is installed here: the suite installs everything before its network guard goes on.
+    """
+    unlisted = sorted(set(packages) - listed_packages())
+    if unlisted:
+        raise RuntimeError(f"{', '.join(unlisted)}: not in {PACKAGES_FILE}; add them there")
+    status = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\n", *packages],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    installed = {line.split()[0] for line in status.splitlines() if line.split()[1:] == ["ii"]}
+    missing = sorted(set(packages) - installed)
+    if missing:
+        raise RuntimeError(
+            f"Debian packages not installed: {', '.join(missing)} (run: bash scripts/install.sh)"
+        )
 
 
 def wait_for_port(host: TestHost, port: int, timeout: float = 30) -> None:
@@ -110,7 +132,7 @@ class NfsGanesha:
     @classmethod
     def start(cls, host: TestHost, exports: Mapping[str, str]) -> NfsGanesha:
         """Serves each host directory (made if missing) under its NFSv4 pseudo path."""
-        apt_install("nfs-ganesha", "nfs-ganesha-vfs", "libnfs-utils")
+        require_packages("nfs-ganesha", "nfs-ganesha-vfs", "libnfs-utils")
         state_dir = SERVERS_DIR / host.name / "ganesha"
         (state_dir / "recovery").mkdir(parents=True, exist_ok=True)
         for path in exports:
@@ -231,7 +253,7 @@ class Samba:
     def start(cls, host: TestHost, shares: Mapping[str, str], users: Mapping[str, str]) -> Samba:
         """Serves each host directory (made if missing) as the share of its name, to `users`
         (name -> password)."""
-        apt_install("samba", "smbclient")
+        require_packages("samba", "smbclient")
         state_dir = SERVERS_DIR / host.name / "samba"
         for directory in ("private", "lock", "state", "cache", "run", "ncalrpc"):
             (state_dir / directory).mkdir(parents=True, exist_ok=True)

@@ -20,27 +20,19 @@ from stowage_e2e import cluster as cluster_module
 from stowage_e2e.cluster import settings
 from stowage_e2e.fixtures import ClusterHandle, TestHostFactory
 from stowage_e2e.hosts import TestHost
-from stowage_e2e.images import ImageBuilder
+from stowage_e2e.images import TOOLS_CONTEXT, TOOLS_IMAGE, ImageBuilder
 from stowage_e2e.install import OperatorLogs
 from stowage_e2e.kube import Kube, KubectlError, pod
 
 pytestmark = pytest.mark.e2e
 
-TOOLS_IMAGE = "localhost/stowage/e2e-tools:test"
 SERVER_PORT = 8080
 
 
 @pytest.fixture(scope="session")
-def tools_image(image_builder: ImageBuilder, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Debian base + socat, installed by a RUN step from Debian's mirror (layer-cached)."""
-    context = tmp_path_factory.mktemp("tools-image")
-    (context / "Dockerfile").write_text(
-        "ARG BASE_IMAGE\n"
-        "FROM ${BASE_IMAGE}\n"
-        "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y"
-        " --no-install-recommends socat && rm -rf /var/lib/apt/lists/*\n"
-    )
-    image_builder.build(context, tag=TOOLS_IMAGE)
+def tools_image(image_builder: ImageBuilder) -> str:
+    """Debian base + socat (e2e/images/tools, layer-cached)."""
+    image_builder.build(TOOLS_CONTEXT, tag=TOOLS_IMAGE)
     return TOOLS_IMAGE
 
 

@@ -11,26 +11,34 @@ import yaml
 from itkit import Api, OperatorProcess, storage_backend, unique, wait_for
 
 from stowage.kube.resources import CSI_DRIVERS, SECRETS, STORAGE_BACKENDS, STORAGE_CLASSES
+from stowage_e2e.hosts import TestHost
 
 pytestmark = pytest.mark.integration
 
-# One spec per type that is Ready as soon as its StorageClass exists (the host-side helpers are
-# another issue's: these types do not wait for node mounts here).
-READY_SPECS: dict[str, dict[str, Any]] = {
-    "emptyDir": {"emptyDir": {}},
-    "hostPath": {"hostPath": {"path": "/srv/stowage"}},
-    "gitRepo": {"gitRepo": {"repository": "https://git.example.test/config.git"}},
-    "nfs": {"nfs": {"servers": ["192.0.2.10"], "path": "/exports/k8s"}},
-    "iscsi": {
+# One spec per type that is Ready as soon as its StorageClass exists (no helper runs in this
+# tier, so these types do not wait for node mounts here). Their servers are a cut-off test host.
+READY_TYPES = ("emptyDir", "gitRepo", "glusterfs", "hostPath", "iscsi", "lvm", "nfs")
+
+
+def ready_spec(storage_type: str, server: str) -> dict[str, Any]:
+    specs: dict[str, dict[str, Any]] = {
+        "emptyDir": {"emptyDir": {}},
+        "hostPath": {"hostPath": {"path": "/srv/stowage"}},
+        "gitRepo": {"gitRepo": {"repository": f"git://{server}/config.git"}},
+        "nfs": {"nfs": {"servers": [server], "path": "/exports/k8s"}},
         "iscsi": {
-            "portals": ["192.0.2.20:3260"],
-            "iqn": "iqn.2024-01.test.example:storage",
-            "luns": [{"lun": 1, "size": "1Gi"}, {"lun": 2, "size": "2Gi"}],
-        }
-    },
-    "glusterfs": {"glusterfs": {"hosts": ["192.0.2.31", "192.0.2.32"], "volume": "gv0"}},
-    "lvm": {"lvm": {"volumeGroup": "vg0"}},
-}
+            "iscsi": {
+                "portals": [f"{server}:3260"],
+                "iqn": "iqn.2024-01.test.example:storage",
+                "luns": [{"lun": 1, "size": "1Gi"}, {"lun": 2, "size": "2Gi"}],
+            }
+        },
+        "glusterfs": {"glusterfs": {"hosts": [server], "volume": "gv0"}},
+        "lvm": {"lvm": {"volumeGroup": "vg0"}},
+    }
+    return specs[storage_type]
+
+
 CLOUD_SPECS: dict[str, tuple[dict[str, Any], str]] = {
     "gcePersistentDisk": (
         {"gcePersistentDisk": {"existingDisks": [{"pdName": "data-1", "size": "10Gi"}]}},
@@ -53,14 +61,15 @@ def test_crds_are_established(api: Api, crds: list[str]) -> None:
     assert output.strip() == "True"
 
 
-@pytest.mark.parametrize("storage_type", sorted(READY_SPECS))
+@pytest.mark.parametrize("storage_type", READY_TYPES)
 def test_backend_of_each_type_becomes_ready_with_its_storage_class(
     api: Api,
     operator: OperatorProcess,
     backends: Callable[[str, dict[str, Any]], str],
+    unreachable_host: TestHost,
     storage_type: str,
 ) -> None:
-    name = backends(storage_type, READY_SPECS[storage_type])
+    name = backends(storage_type, ready_spec(storage_type, unreachable_host.ip))
     ready = api.wait_condition(name, status="True", reason="Available")
     body = api.backend(name)
     assert body is not None
@@ -104,11 +113,12 @@ def test_missing_secret_then_missing_key_then_ready(
     operator: OperatorProcess,
     backends: Callable[[str, dict[str, Any]], str],
     namespace: str,
+    unreachable_host: TestHost,
 ) -> None:
     secret = unique("smb-credentials")
     spec = {
         "cifs": {
-            "servers": ["192.0.2.40"],
+            "servers": [unreachable_host.ip],
             "share": "k8s",
             "secretRef": {"name": secret, "namespace": namespace},
         }
@@ -140,9 +150,12 @@ def test_missing_secret_then_missing_key_then_ready(
 
 
 def test_storage_class_follows_the_backend(
-    api: Api, operator: OperatorProcess, backends: Callable[[str, dict[str, Any]], str]
+    api: Api,
+    operator: OperatorProcess,
+    backends: Callable[[str, dict[str, Any]], str],
+    unreachable_host: TestHost,
 ) -> None:
-    spec: dict[str, Any] = {"nfs": {"servers": ["192.0.2.10"], "path": "/exports/a"}}
+    spec: dict[str, Any] = {"nfs": {"servers": [unreachable_host.ip], "path": "/exports/a"}}
     name = backends("nfs", spec)
     api.wait_condition(name, status="True", reason="Available")
     default_annotation = "storageclass.kubernetes.io/is-default-class"

@@ -21,21 +21,34 @@ from stowage.kube.resources import (
     STORAGE_BACKENDS,
     STORAGE_CLASSES,
 )
+from stowage_e2e.hosts import TestHost
 
 pytestmark = pytest.mark.integration
 
 IMMEDIATE = {"storageClass": {"volumeBindingMode": "Immediate"}}
-SPECS: dict[str, dict[str, Any]] = {
-    "iscsi": {
+SPEC_TYPES = ("hostPath", "iscsi")
+
+
+@pytest.fixture
+def specs(unreachable_host: TestHost) -> dict[str, dict[str, Any]]:
+    """A backend per type whose servers never answer (a cut-off test host): the operator plans
+    volumes without asking them, and no helper runs in this tier."""
+    return {
         "iscsi": {
-            "portals": ["192.0.2.20:3260"],
-            "iqn": "iqn.2024-01.test.example:storage",
-            "luns": [{"lun": 1, "size": "1Gi"}, {"lun": 2, "size": "2Gi"}],
+            "iscsi": {
+                "portals": [f"{unreachable_host.ip}:3260"],
+                "iqn": "iqn.2024-01.test.example:storage",
+                "luns": [{"lun": 1, "size": "1Gi"}, {"lun": 2, "size": "2Gi"}],
+            },
+            **IMMEDIATE,
         },
-        **IMMEDIATE,
-    },
-    "hostPath": {"hostPath": {"path": "/srv/stowage"}},
-}
+        "hostPath": {"hostPath": {"path": "/srv/stowage"}},
+    }
+
+
+@pytest.fixture
+def gluster(unreachable_host: TestHost) -> dict[str, Any]:
+    return {"glusterfs": {"hosts": [unreachable_host.ip], "volume": "gv0"}, **IMMEDIATE}
 
 
 def claim_manifest(
@@ -169,7 +182,7 @@ def bound_volume(api: Api, namespace: str, claim: str, timeout: float = 60) -> J
     return volume
 
 
-@pytest.mark.parametrize("storage_type", sorted(SPECS))
+@pytest.mark.parametrize("storage_type", SPEC_TYPES)
 def test_claim_is_provisioned_and_bound(
     api: Api,
     operator: OperatorProcess,
@@ -177,8 +190,9 @@ def test_claim_is_provisioned_and_bound(
     namespace: str,
     node: str,
     storage_type: str,
+    specs: dict[str, dict[str, Any]],
 ) -> None:
-    name = backends(storage_type, SPECS[storage_type])
+    name = backends(storage_type, specs[storage_type])
     api.wait_condition(name, status="True", reason="Available")
     extra: dict[str, Any] = {}
     if storage_type == "hostPath":  # WaitForFirstConsumer: as the scheduler would, pick the node
@@ -269,8 +283,9 @@ def test_block_volume_cannot_be_shared_read_write_many(
     operator: OperatorProcess,
     backends: Callable[[str, dict[str, Any]], str],
     namespace: str,
+    specs: dict[str, dict[str, Any]],
 ) -> None:
-    name = backends("iscsi", SPECS["iscsi"])
+    name = backends("iscsi", specs["iscsi"])
     api.wait_condition(name, status="True", reason="Available")
     api.apply(claim_manifest("shared", namespace, name, access_modes=("ReadWriteMany",)))
     failed = wait_for(
@@ -295,13 +310,14 @@ def test_claim_of_a_backend_that_is_not_ready_is_retried(
     namespace: str,
     node: str,
     mounted: Callable[[str, str], None],
+    unreachable_host: TestHost,
 ) -> None:
     secret = unique("smb")
     name = backends(
         "cifs",
         {
             "cifs": {
-                "servers": ["192.0.2.40"],
+                "servers": [unreachable_host.ip],
                 "share": "k8s",
                 "secretRef": {"name": secret, "namespace": namespace},
             },
@@ -363,9 +379,6 @@ def release_as_the_helper_would(api: Api, volume: str, action: str) -> None:
     wait_for(partial(api.gone, PERSISTENT_VOLUMES, volume), timeout=30, what=f"{volume} deleted")
 
 
-GLUSTER = {"glusterfs": {"hosts": ["192.0.2.50", "192.0.2.51"], "volume": "gv0"}, **IMMEDIATE}
-
-
 def test_the_claims_directory_is_made_by_a_helper_before_its_volume_exists(
     api: Api,
     operator: OperatorProcess,
@@ -373,8 +386,9 @@ def test_the_claims_directory_is_made_by_a_helper_before_its_volume_exists(
     namespace: str,
     node: str,
     mounted: Callable[[str, str], None],
+    gluster: dict[str, Any],
 ) -> None:
-    name = backends("gluster", GLUSTER)
+    name = backends("gluster", gluster)
     api.wait_condition(name, status="True", reason="Available")
     api.apply(claim_manifest("data", namespace, name, access_modes=("ReadWriteMany",)))
     pending = wait_for(
@@ -416,8 +430,9 @@ def test_a_helper_that_does_not_answer_is_replaced_by_the_next_mounted_node(
     node: str,
     second_node: str,
     mounted: Callable[[str, str], None],
+    gluster: dict[str, Any],
 ) -> None:
-    name = backends("gluster", GLUSTER)
+    name = backends("gluster", gluster)
     api.wait_condition(name, status="True", reason="Available")
     mounted(node, name)
     mounted(second_node, name)
@@ -450,8 +465,9 @@ def test_a_released_archive_volume_is_handed_to_the_helpers_with_its_archive_nam
     namespace: str,
     node: str,
     mounted: Callable[[str, str], None],
+    gluster: dict[str, Any],
 ) -> None:
-    name = backends("gluster", {**GLUSTER, "provisioning": {"onDelete": "Archive"}})
+    name = backends("gluster", {**gluster, "provisioning": {"onDelete": "Archive"}})
     api.wait_condition(name, status="True", reason="Available")
     mounted(node, name)
     api.apply(claim_manifest("kept", namespace, name, access_modes=("ReadWriteMany",)))
@@ -478,8 +494,9 @@ def test_deletion_waits_for_volumes_then_completes(
     operator: OperatorProcess,
     backends: Callable[[str, dict[str, Any]], str],
     namespace: str,
+    specs: dict[str, dict[str, Any]],
 ) -> None:
-    name = backends("iscsi", SPECS["iscsi"])
+    name = backends("iscsi", specs["iscsi"])
     api.wait_condition(name, status="True", reason="Available")
     api.apply(claim_manifest("keep", namespace, name))
     volume = bound_volume(api, namespace, "keep")
@@ -503,10 +520,11 @@ def test_killed_operator_restarts_without_duplicate_volumes(
     operator: OperatorProcess,
     backends: Callable[[str, dict[str, Any]], str],
     namespace: str,
+    specs: dict[str, dict[str, Any]],
 ) -> None:
     count = 30
     luns = [{"lun": lun, "size": "1Gi"} for lun in range(1, count + 1)]
-    name = backends("burst", {"iscsi": {**SPECS["iscsi"]["iscsi"], "luns": luns}, **IMMEDIATE})
+    name = backends("burst", {"iscsi": {**specs["iscsi"]["iscsi"], "luns": luns}, **IMMEDIATE})
     api.wait_condition(name, status="True", reason="Available")
     manifests = [claim_manifest(f"burst-{i:02d}", namespace, name) for i in range(count)]
     first, rest = manifests[: count // 3], manifests[count // 3 :]
@@ -541,10 +559,11 @@ def test_a_burst_of_iscsi_claims_never_shares_a_lun(
     operator: OperatorProcess,
     backends: Callable[[str, dict[str, Any]], str],
     namespace: str,
+    specs: dict[str, dict[str, Any]],
 ) -> None:
     count = 12
     luns = [{"lun": number, "size": "1Gi"} for number in range(1, count + 1)]
-    spec = {"iscsi": {**SPECS["iscsi"]["iscsi"], "luns": luns}, **IMMEDIATE}
+    spec = {"iscsi": {**specs["iscsi"]["iscsi"], "luns": luns}, **IMMEDIATE}
     name = backends("lun-burst", spec)
     api.wait_condition(name, status="True", reason="Available")
     # All at once, from several connections: the operator plans each claim before it has

@@ -126,7 +126,7 @@ hostnameOverride: $NODE_NAME
 bindAddress: $NODE_IP
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
-clusterCIDR: $POD_CIDR
+clusterCIDR: $CLUSTER_CIDR
 nodePortAddresses: ["$NODE_IP/32"]
 iptables: {localhostNodePorts: false, masqueradeAll: false}
 conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}

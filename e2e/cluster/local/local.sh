@@ -15,8 +15,6 @@ ETCD_URL=http://127.0.0.1:23790
 DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
 dns_enabled() { [ -x "$BIN_DIR/coredns" ]; }
 dns_enabled && DAEMONS+=(coredns)
-PACKAGES=(containerd runc containernetworking-plugins iptables conntrack openssl debootstrap
-  buildah socat ethtool gcc libc6-dev curl iproute2 util-linux)
 
 # --- processes ------------------------------------------------------------------
 
@@ -123,7 +121,7 @@ ensure_shared_mount() {
 }
 
 prepare_host() {
-  apt_install "${PACKAGES[@]}"
+  require_packages
   ensure_binaries
   mkdir -p "$STATE_DIR" "$PID_DIR" "$LOG_DIR" "$STATE_DIR/run/containerd" "$STATE_DIR/pod-logs"
   record_iptables_baseline
@@ -171,7 +169,7 @@ start_controllers() {
     --use-service-account-credentials=true \
     --service-account-private-key-file "$PKI_DIR/sa.key" --root-ca-file "$PKI_DIR/ca.crt" \
     --cluster-signing-cert-file "$PKI_DIR/ca.crt" --cluster-signing-key-file "$PKI_DIR/ca.key" \
-    --service-cluster-ip-range "$SERVICE_CIDR" --cluster-cidr "$POD_CIDR" \
+    --service-cluster-ip-range "$SERVICE_CIDR" --cluster-cidr "$CLUSTER_CIDR" \
     --allocate-node-cidrs=false --cert-dir "$STATE_DIR/controller-manager-certs" \
     --kube-api-qps 100 --kube-api-burst 200
   start_daemon kube-scheduler "$BIN_DIR/kube-scheduler" \
@@ -208,7 +206,7 @@ node_ready() {
 }
 
 # Cluster DNS: CoreDNS runs on the node's address as a plain process (no image needed),
-# behind the kube-dns Service (10.96.0.10) with a hand-made EndpointSlice. It answers
+# behind the kube-dns Service ($DNS_SERVICE_IP) with a hand-made EndpointSlice. It answers
 # cluster.local only: nothing is forwarded off this machine.
 write_corefile() {
   install_file "$CONFIG_DIR/Corefile" <<EOF || true
