@@ -3,10 +3,13 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup lint crds unit test demo cluster-up cluster-down bench
+.PHONY: setup install lint crds unit test demo cluster-up cluster-down bench
 
 setup:  ## Python venv with the pinned dependencies
 	@bash scripts/setup-python.sh
+
+install:  ## everything the suite, demo and benches use from outside, fetched once (cached)
+	@bash scripts/install.sh
 
 lint: setup  ## ruff, mypy --strict, and the generated CRDs up to date
 	$(VENV)/bin/ruff check .

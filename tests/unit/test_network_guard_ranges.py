@@ -21,7 +21,7 @@ LOCAL_CLUSTER_SCRIPTS = sorted((E2E_DIR / "cluster" / "local").glob("*.sh"))
 def covered(cidr: str) -> bool:
     network = ipaddress.ip_network(cidr)
     return any(
-        network.version == allowed.version and network.subnet_of(allowed)  # type: ignore[arg-type]
+        network.version == allowed.version and network.subnet_of(allowed)
         for allowed in allowed_networks()
     )
 
