@@ -82,6 +82,14 @@ cluster_dns_config() {
   fi
 }
 
+# What pods get instead of this machine's resolv.conf (dnsPolicy Default, and the host-network
+# pods): the cluster's DNS only, which answers for the cluster and forwards nothing.
+write_pod_resolv_conf() {
+  local servers=""
+  if dns_enabled; then servers="nameserver $NODE_IP"; fi
+  echo "$servers" | install_file "$CONFIG_DIR/resolv.conf" || true
+}
+
 # A changed kubelet configuration (cluster DNS appeared, say) restarts the kubelet.
 write_kubelet_config() {
   if kubelet_config | install_file "$CONFIG_DIR/kubelet.yaml"; then stop_daemons kubelet; fi
@@ -112,6 +120,7 @@ podLogsDir: $STATE_DIR/pod-logs
 volumePluginDir: $STATE_DIR/kubelet-plugins
 registerNode: true
 serializeImagePulls: false
+resolvConf: $CONFIG_DIR/resolv.conf
 $(cluster_dns_config)
 EOF
 }
@@ -137,6 +146,7 @@ write_configs() {
   mkdir -p "$CONFIG_DIR"
   write_containerd_config
   write_cni_config
+  write_pod_resolv_conf
   write_kubelet_config
   write_kube_proxy_config
 }

@@ -2,7 +2,8 @@
 # `local.sh down`: removes every trace of the local cluster (processes, pods,
 # mounts, network namespaces and links, iptables chains, cgroups, sysctls, state).
 # Sourced by local.sh, which defines the daemons and paths.
-OUR_CHAINS='KUBE-|CNI-HOSTPORT-|CNI-DN-|STOWAGE-'
+# The network guard's chains (STOWAGE-GUARD*) are the suite's, not the cluster's: never ours.
+OUR_CHAINS='KUBE-|CNI-HOSTPORT-|CNI-DN-'
 
 # The shims of our containerd, found by the socket they serve, never by name alone.
 our_shim_pids() {
