@@ -78,11 +78,28 @@ SERVICE_IP=10.96.0.1
 DNS_SERVICE_IP=10.96.0.10
 SHARED_HOST_DIR=/var/lib/stowage
 
+# VM worker nodes (e2e/cluster/local/vm.sh, vm_nodes.sh): qemu VMs running Debian's stock
+# kernel, joined to the cluster. VM node N is stowage-vmN at 172.30.0.(1+N) on the test-host
+# bridge (a tap stv-N), its pods in 10.244.N.0/24, tainted so that only pods that ask for it
+# run there. STOWAGE_VM_NODES=0 turns them off.
+VM_NODES=${STOWAGE_VM_NODES:-1}
+VM_NODE_PREFIX=stowage-vm
+VM_TAP_PREFIX=stv-
+VM_NODE_TAINT=node.stowage.io/vm
+vm_node_name() { echo "$VM_NODE_PREFIX$1"; }
+vm_node_ip() { local base=${NODE_IP%.*} last=${NODE_IP##*.}; echo "$base.$(( last + $1 ))"; }
+vm_pod_cidr() { local b=${CLUSTER_CIDR%%/*}; echo "${b%.*.*}.$1.0/24"; }
+VM_NODE_NAMES=$(for i in $(seq "$VM_NODES"); do vm_node_name "$i"; done | paste -sd' ')
+
 # Images are built with buildah in a store of their own under the cache, so
 # that layers survive `cluster.sh down`.
 IMAGE_STORE="$STOWAGE_CACHE/containers"
 BASE_IMAGE=localhost/stowage/debian:bookworm
 PAUSE_IMAGE=registry.k8s.io/pause:3.6
+# stowage's images and the suite's tools image (e2e/images/tools), built by scripts/install.sh.
+OPERATOR_IMAGE=${STOWAGE_OPERATOR_IMAGE:-localhost/stowage/operator:dev}
+HELPER_IMAGE=${STOWAGE_HELPER_IMAGE:-localhost/stowage/helper:dev}
+TOOLS_IMAGE=localhost/stowage/e2e-tools:test
 
 buildah_() {
   buildah --root "$IMAGE_STORE/storage" --runroot /run/stowage-buildah --storage-driver overlay "$@"

@@ -30,6 +30,7 @@ _SETTING_NAMES = (
     "NODE_NAME",
     "NODE_IP",
     "HOSTS_BRIDGE",
+    "POD_BRIDGE",
     "HOSTS_CIDR",
     "CLUSTER_CIDR",
     "POD_CIDR",
@@ -38,6 +39,11 @@ _SETTING_NAMES = (
     "SHARED_HOST_DIR",
     "BASE_IMAGE",
     "PAUSE_IMAGE",
+    "OPERATOR_IMAGE",
+    "HELPER_IMAGE",
+    "TOOLS_IMAGE",
+    "VM_NODE_NAMES",
+    "VM_NODE_TAINT",
 )
 
 
@@ -53,6 +59,7 @@ class Settings:
     node_name: str
     node_ip: str
     hosts_bridge: str
+    pod_bridge: str
     hosts_cidr: str
     cluster_cidr: str
     pod_cidr: str
@@ -61,6 +68,11 @@ class Settings:
     shared_host_dir: Path
     base_image: str
     pause_image: str
+    operator_image: str
+    helper_image: str
+    tools_image: str
+    vm_node_names: tuple[str, ...]
+    vm_node_taint: str
 
 
 @functools.cache
@@ -81,6 +93,7 @@ def settings() -> Settings:
         node_name=values["NODE_NAME"],
         node_ip=values["NODE_IP"],
         hosts_bridge=values["HOSTS_BRIDGE"],
+        pod_bridge=values["POD_BRIDGE"],
         hosts_cidr=values["HOSTS_CIDR"],
         cluster_cidr=values["CLUSTER_CIDR"],
         pod_cidr=values["POD_CIDR"],
@@ -89,6 +102,11 @@ def settings() -> Settings:
         shared_host_dir=Path(values["SHARED_HOST_DIR"]),
         base_image=values["BASE_IMAGE"],
         pause_image=values["PAUSE_IMAGE"],
+        operator_image=values["OPERATOR_IMAGE"],
+        helper_image=values["HELPER_IMAGE"],
+        tools_image=values["TOOLS_IMAGE"],
+        vm_node_names=tuple(values["VM_NODE_NAMES"].split()),
+        vm_node_taint=values["VM_NODE_TAINT"],
     )
 
 

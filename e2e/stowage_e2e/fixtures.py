@@ -10,6 +10,13 @@ Fixtures:
     test_hosts     (test)    a factory of network-namespace test hosts, removed after the test
     image_builder  (session) builds Dockerfiles and imports the images into the cluster
     unreachable_host (session) a test host that is cut off: a server there never answers
+    vm_node        (test)    the first VM worker node (Debian's kernel); put back as it was
+                   (booted, connected, Ready) after any test that killed or cut it off
+    kernel_node    (test)    where pods and helpers get the kernel NFS, CIFS, iSCSI, RBD
+                   clients and device-mapper: the VM node here, any node on kind
+
+While the network guard is on (`make test`), a module whose tests made a new connection off
+this machine fails, naming the destinations (`no_packet_leaves`).
 
 Tests marked `@pytest.mark.cluster_lifecycle` (they take the cluster down and up again)
 run after every other test of the session.
@@ -28,8 +35,10 @@ import pytest
 
 from stowage_e2e import cluster as cluster_module
 from stowage_e2e import hosts as hosts_module
+from stowage_e2e.guard import Guard
 from stowage_e2e.images import ImageBuilder
 from stowage_e2e.kube import Kube
+from stowage_e2e.vm_nodes import AnyNode, VmNode, vm_nodes
 
 LIFECYCLE_MARKER = "cluster_lifecycle"
 
@@ -57,6 +66,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def keep_cluster(config: pytest.Config) -> bool:
     return bool(config.getoption("--keep-cluster")) or os.environ.get("STOWAGE_KEEP_CLUSTER") == "1"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_packet_leaves(request: pytest.FixtureRequest) -> Iterator[None]:
+    guard = Guard()
+    if not guard.is_on():
+        yield
+        return
+    blocked, destinations = guard.blocked(), set(guard.destinations())
+    yield
+    more = guard.blocked() - blocked
+    if more:
+        new = sorted(set(guard.destinations()) - destinations) or guard.destinations()
+        pytest.fail(
+            f"{request.module.__name__} made {more} new connection(s) off this machine, "
+            f"refused by the network guard; destinations: {', '.join(new)}"
+        )
 
 
 @dataclass
@@ -147,6 +173,33 @@ def unreachable_host(cluster: ClusterHandle) -> Iterator[hosts_module.TestHost]:
     host.cut_off()
     yield host
     hosts_module.remove_host(host)
+
+
+@pytest.fixture(scope="session")
+def vm_node_session(cluster: ClusterHandle) -> VmNode:
+    if cluster.provider != "local":
+        pytest.skip("VM nodes are the local provider's")
+    nodes = vm_nodes()
+    if not nodes:
+        pytest.skip("STOWAGE_VM_NODES=0: the cluster has no VM node")
+    return nodes[0]
+
+
+@pytest.fixture
+def vm_node(vm_node_session: VmNode, kube: Kube) -> Iterator[VmNode]:
+    vm_node_session.wait_ready(kube)
+    yield vm_node_session
+    vm_node_session.restore()
+    vm_node_session.start()  # a no-op when its qemu runs
+    vm_node_session.wait_ready(kube)
+
+
+@pytest.fixture
+def kernel_node(cluster: ClusterHandle, request: pytest.FixtureRequest) -> VmNode | AnyNode:
+    if cluster.provider == "local":
+        node: VmNode = request.getfixturevalue("vm_node")
+        return node
+    return AnyNode()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ end with the destinations named.
 
 The allowed networks are loopback, the test-host network (test hosts and VM nodes), the pod
 and the service networks, all read from `e2e/scripts/common.sh`, the file that configures the
-cluster itself.
+cluster itself; and whatever goes out on the cluster's own bridges (to test hosts, VM nodes
+and pods only: the kernel's multicast reports there, say).
 
     python -m stowage_e2e.guard on       # (re)install the chains; leftovers of a run removed
     python -m stowage_e2e.guard report   # "blocked connections: N" and the destinations; 1 if N > 0
@@ -80,9 +81,14 @@ def _networks_of(family: Family) -> list[str]:
     return [str(net) for net in allowed_networks() if net.version == version]
 
 
+def allowed_interfaces() -> tuple[str, ...]:
+    """Where packets go out to this machine alone: loopback and the cluster's bridges."""
+    return ("lo", settings().hosts_bridge, settings().pod_bridge)
+
+
 def guard_rules(family: Family) -> list[list[str]]:
     """The rules of CHAIN and BLOCK_CHAIN, as iptables arguments after `-A`."""
-    allow = [[CHAIN, "-o", "lo", "-j", "RETURN"]]
+    allow = [[CHAIN, "-o", link, "-j", "RETURN"] for link in allowed_interfaces()]
     allow += [[CHAIN, "-d", cidr, "-j", "RETURN"] for cidr in _networks_of(family)]
     reject_udp = "icmp6-port-unreachable" if family is IPV6 else "icmp-port-unreachable"
     return [
@@ -166,6 +172,12 @@ class Guard:
         for family in FAMILIES:
             self.remove(family)
 
+    def is_on(self) -> bool:
+        return self._chain_exists(IPV4, BLOCK_CHAIN)
+
+    def destinations(self) -> list[str]:
+        return [d for family in FAMILIES for d in self.blocked_destinations(family)]
+
     def blocked(self) -> int:
         return sum(self.blocked_count(family) for family in FAMILIES)
 
@@ -174,8 +186,7 @@ class Guard:
         total = self.blocked()
         print(f"blocked connections: {total}")
         if total:
-            destinations = [d for f in FAMILIES for d in self.blocked_destinations(f)]
-            print("  destinations: " + ", ".join(destinations))
+            print("  destinations: " + ", ".join(self.destinations()))
             for line in kernel_log_lines()[-50:]:
                 print(f"  kernel log: {line}")
         return total

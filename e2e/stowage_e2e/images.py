@@ -22,7 +22,6 @@ from stowage_e2e.cluster import E2E_DIR, provider, settings
 
 IMAGE_SH = E2E_DIR / "scripts" / "image.sh"
 # The suite's own tools image (Debian base + socat), built up front by scripts/install.sh.
-TOOLS_IMAGE = "localhost/stowage/e2e-tools:test"
 TOOLS_CONTEXT = E2E_DIR / "images" / "tools"
 
 

@@ -18,6 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Protocol
 
+from stowage_e2e.cluster import settings
 from stowage_e2e.install import REPO_DIR, Images
 
 WHEELS_DIR = REPO_DIR / "build" / "wheels"
@@ -33,10 +34,7 @@ MANYLINUX_TAGS = (
 
 
 def default_images() -> Images:
-    return Images(
-        operator=os.environ.get("STOWAGE_OPERATOR_IMAGE", "localhost/stowage/operator:dev"),
-        helper=os.environ.get("STOWAGE_HELPER_IMAGE", "localhost/stowage/helper:dev"),
-    )
+    return Images(operator=settings().operator_image, helper=settings().helper_image)
 
 
 class ImageBuilder(Protocol):
@@ -105,16 +103,16 @@ def build_stowage_images(builder: ImageBuilder, images: Images | None = None) ->
 def main(argv: list[str] | None = None) -> None:
     """Builds every image the suite uses; with --no-import only into the build store (the
     install step, before any cluster runs)."""
-    from stowage_e2e.images import TOOLS_CONTEXT, TOOLS_IMAGE
+    from stowage_e2e.images import TOOLS_CONTEXT
     from stowage_e2e.images import ImageBuilder as ClusterImageBuilder
 
     args = sys.argv[1:] if argv is None else argv
     builder = ClusterImageBuilder(import_into_cluster="--no-import" not in args)
     started = time.monotonic()
     images = build_stowage_images(builder)
-    builder.build(TOOLS_CONTEXT, tag=TOOLS_IMAGE)
+    builder.build(TOOLS_CONTEXT, tag=settings().tools_image)
     print(
-        f"{images.operator}, {images.helper} and {TOOLS_IMAGE}"
+        f"{images.operator}, {images.helper} and {settings().tools_image}"
         f" in {time.monotonic() - started:.0f} s"
     )
 

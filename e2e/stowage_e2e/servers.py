@@ -173,9 +173,11 @@ class NfsGanesha:
         return [line.split()[-1] for line in result.stdout.splitlines() if line.strip()]
 
     def read(self, pseudo_path: str) -> str:
-        result = subprocess.run(
-            ["nfs-cat", self.url(pseudo_path)], capture_output=True, text=True, check=True
-        )
+        return self.read_bytes(pseudo_path).decode()
+
+    def read_bytes(self, pseudo_path: str) -> bytes:
+        """A file of the export, as a real NFSv4 client (libnfs) reads it."""
+        result = subprocess.run(["nfs-cat", self.url(pseudo_path)], capture_output=True, check=True)
         return result.stdout
 
     def write(self, pseudo_path: str, text: str) -> None:

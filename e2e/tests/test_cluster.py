@@ -20,9 +20,10 @@ from stowage_e2e import cluster as cluster_module
 from stowage_e2e.cluster import settings
 from stowage_e2e.fixtures import ClusterHandle, TestHostFactory
 from stowage_e2e.hosts import TestHost
-from stowage_e2e.images import TOOLS_CONTEXT, TOOLS_IMAGE, ImageBuilder
+from stowage_e2e.images import TOOLS_CONTEXT, ImageBuilder
 from stowage_e2e.install import OperatorLogs
 from stowage_e2e.kube import Kube, KubectlError, pod
+from stowage_e2e.vm_nodes import node_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -32,15 +33,23 @@ SERVER_PORT = 8080
 @pytest.fixture(scope="session")
 def tools_image(image_builder: ImageBuilder) -> str:
     """Debian base + socat (e2e/images/tools, layer-cached)."""
-    image_builder.build(TOOLS_CONTEXT, tag=TOOLS_IMAGE)
-    return TOOLS_IMAGE
+    image_builder.build(TOOLS_CONTEXT, tag=settings().tools_image)
+    return settings().tools_image
 
 
-def test_one_ready_node(kube: Kube) -> None:
-    nodes = kube.json("get", "nodes")["items"]
-    assert len(nodes) == 1
-    conditions = {c["type"]: c["status"] for c in nodes[0]["status"]["conditions"]}
-    assert conditions["Ready"] == "True"
+def test_the_node_and_the_vm_nodes_are_ready(kube: Kube) -> None:
+    nodes = {n["metadata"]["name"]: n for n in kube.json("get", "nodes")["items"]}
+    assert sorted(nodes) == sorted([settings().node_name, *settings().vm_node_names])
+    for node in nodes.values():
+        assert node_ready(node), node["status"]["conditions"]
+    for name in settings().vm_node_names:
+        info = nodes[name]["status"]["nodeInfo"]
+        # Debian's stock kernel, not this machine's.
+        assert info["kernelVersion"].startswith("6.1.0-") and info["kernelVersion"].endswith(
+            "-cloud-amd64"
+        ), info["kernelVersion"]
+        taints = nodes[name]["spec"].get("taints") or []
+        assert [t["key"] for t in taints] == [settings().vm_node_taint]
 
 
 def test_server_version_is_the_pinned_kubernetes(kube: Kube) -> None:
@@ -463,6 +472,7 @@ def test_pvc_is_bound_to_a_precreated_pv_by_the_controller_manager(
 
 CLUSTER_PROGRAMS = frozenset(
     {
+        "qemu-system-x86_64",  # the VM nodes (their disks are under the state dir)
         "etcd",
         "kube-apiserver",
         "kube-controller-manager",
@@ -503,7 +513,13 @@ def residue() -> dict[str, list[str]]:
             name
             for line in links.splitlines()
             for name in [line.split(": ")[1].split("@")[0]]
-            if name in (s.hosts_bridge, "stowage-cni0") or name.startswith("sth-")
+            if name in (s.hosts_bridge, "stowage-cni0") or name.startswith(("sth-", "stv-"))
+        ],
+        "routes": [
+            line
+            for line in subprocess.run(
+                ["ip", "route", "show", s.cluster_cidr], capture_output=True, text=True
+            ).stdout.splitlines()
         ],
         "iptables": [line for line in chains.splitlines() if line.startswith(":KUBE-")],
         "cgroups": [str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods")],
@@ -539,7 +555,8 @@ def test_down_leaves_nothing_behind_and_up_works_again(
 
     assert cluster_module.up() == cluster.kubeconfig
     nodes = kube.json("get", "nodes")["items"]
-    assert [n["metadata"]["name"] for n in nodes] == [settings().node_name]
+    expected = [settings().node_name, *settings().vm_node_names]
+    assert sorted(n["metadata"]["name"] for n in nodes) == sorted(expected)
     kube.wait_for(
         "serviceaccount", "default", "default", lambda _: True, timeout=60, what="default SA"
     )

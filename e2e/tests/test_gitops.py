@@ -2,8 +2,9 @@
 
 A GitOps tool re-applies the same manifests forever; the operator must never write what the
 user owns, or every sync shows a diff (the status is the operator's, and moves on by itself).
-All samples of examples/ are applied (several are not Ready here: their servers, Secrets or
-CSI drivers do not exist; the reconciler runs all the same).
+All samples of examples/ are applied (several are not Ready here: their Secrets or CSI drivers
+do not exist, their servers do not answer; the reconciler runs all the same). Their servers are
+a cut-off test host, so that no operator or helper ever reaches for the samples' addresses.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from stowage_e2e.hosts import TestHost
 from stowage_e2e.install import REPO_DIR, Images
 from stowage_e2e.kube import Kube
 
@@ -22,15 +24,63 @@ pytestmark = pytest.mark.e2e
 
 SAMPLES = sorted((REPO_DIR / "examples").rglob("*.yaml"))
 FIELD_MANAGER = "gitops"
+# Where a backend spec names the servers it connects to.
+SERVER_LISTS = ("servers", "hosts", "monitors", "portals")
 
 
-def samples() -> list[dict[str, Any]]:
+def at_server(value: Any, server: str) -> Any:
+    """VALUE with every server address in it replaced by SERVER (a port kept; lists of servers
+    end up with one entry per port)."""
+    if isinstance(value, dict):
+        return {
+            key: (
+                list(dict.fromkeys(address_at(item, server) for item in item_list))
+                if key in SERVER_LISTS and isinstance(item_list := value[key], list)
+                else f"git://{server}/site.git"
+                if key == "repository"
+                else at_server(value[key], server)
+            )
+            for key in value
+        }
+    if isinstance(value, list):
+        return [at_server(item, server) for item in value]
+    return value
+
+
+def test_every_server_of_the_samples_is_pointed_at_the_given_host() -> None:
+    backends = [m for m in samples("172.30.0.99") if m["kind"] == "StorageBackend"]
+    originals = [m for m in samples_as_written() if m["kind"] == "StorageBackend"]
+    addresses = [
+        address
+        for backend in backends
+        for source in backend["spec"].values()
+        if isinstance(source, dict)
+        for key, value in source.items()
+        if key in (*SERVER_LISTS, "repository")
+        for address in (value if isinstance(value, list) else [value])
+    ]
+    assert len(addresses) == 7  # one each: cephfs, cifs, gitRepo, glusterfs, iscsi, nfs, rbd
+    assert all("172.30.0.99" in address for address in addresses), addresses
+    assert "10.0.0.21" in str(originals) and "10.0.0.21" not in str(backends)
+    iscsi = next(m for m in backends if "iscsi" in m["spec"])["spec"]["iscsi"]
+    assert iscsi["portals"] == ["172.30.0.99:3260"]
+
+
+def samples_as_written() -> list[dict[str, Any]]:
     return [doc for path in SAMPLES for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-def server_side_apply(kube: Kube, paths: list[Path]) -> None:
-    files = [arg for path in paths for arg in ("--filename", str(path))]
-    kube.run("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", *files)
+def address_at(address: str, server: str) -> str:
+    port = address.rsplit(":", 1)[1] if address.count(":") == 1 else None
+    return f"{server}:{port}" if port else server
+
+
+def samples(server: str) -> list[dict[str, Any]]:
+    return [at_server(doc, server) for doc in samples_as_written()]
+
+
+def server_side_apply(kube: Kube, path: Path) -> None:
+    kube.run("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "--filename", str(path))
 
 
 def live(kube: Kube, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -48,13 +98,22 @@ def reconciled(backend: dict[str, Any]) -> bool:
 
 
 @pytest.fixture
-def applied_samples(kube: Kube, stowage_installed: Images) -> Iterator[list[dict[str, Any]]]:
-    manifests = samples()
+def samples_file(unreachable_host: TestHost, tmp_path: Path) -> Path:
+    path = tmp_path / "samples.yaml"
+    path.write_text(yaml.safe_dump_all(samples(unreachable_host.ip)))
+    return path
+
+
+@pytest.fixture
+def applied_samples(
+    kube: Kube, stowage_installed: Images, samples_file: Path
+) -> Iterator[list[dict[str, Any]]]:
+    manifests = list(yaml.safe_load_all(samples_file.read_text()))
     for namespace in {
         m["metadata"]["namespace"] for m in manifests if "namespace" in m["metadata"]
     }:
         kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    server_side_apply(kube, SAMPLES)
+    server_side_apply(kube, samples_file)
     yield manifests
     for manifest in manifests:
         kube.delete(
@@ -66,7 +125,7 @@ def applied_samples(kube: Kube, stowage_installed: Images) -> Iterator[list[dict
 
 
 def test_samples_applied_twice_change_nothing_and_keep_their_specs(
-    kube: Kube, applied_samples: list[dict[str, Any]]
+    kube: Kube, applied_samples: list[dict[str, Any]], samples_file: Path
 ) -> None:
     assert len([m for m in applied_samples if m["kind"] == "StorageBackend"]) == 13
     for manifest in applied_samples:
@@ -81,7 +140,7 @@ def test_samples_applied_twice_change_nothing_and_keep_their_specs(
             )
     before = {m["metadata"]["name"]: live(kube, m) for m in applied_samples}
 
-    server_side_apply(kube, SAMPLES)
+    server_side_apply(kube, samples_file)
 
     for manifest in applied_samples:
         name = manifest["metadata"]["name"]

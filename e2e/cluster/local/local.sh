@@ -2,12 +2,13 @@
 # The `local` provider: a one-node Kubernetes built from source, run as plain
 # processes on this machine, all state under $STATE_DIR (default /var/lib/stowage-e2e).
 #
-#   local.sh up | down | status | kubeconfig
+#   local.sh up | down | status | kubeconfig | vm kill|start|cut|restore NAME
 source "$(dirname "$0")/../../scripts/common.sh"
 LOCAL_DIR="$E2E_DIR/cluster/local"
 source "$LOCAL_DIR/pki.sh"
 source "$LOCAL_DIR/config.sh"
 source "$LOCAL_DIR/teardown.sh"
+source "$LOCAL_DIR/vm_nodes.sh"
 
 PID_DIR="$STATE_DIR/run/pids"
 LOG_DIR="$STATE_DIR/logs"
@@ -264,7 +265,7 @@ all_running() {
   for name in "${DAEMONS[@]}"; do is_running "$name" || return 1; done
 }
 
-cluster_healthy() { all_running && node_ready; }
+cluster_healthy() { all_running && node_ready && vm_nodes_healthy; }
 
 cmd_up() {
   if [ -f "$ADMIN_KUBECONFIG" ] && cluster_healthy 2>/dev/null; then
@@ -274,6 +275,7 @@ cmd_up() {
   local start
   start=$(date +%s)
   prepare_host
+  start_vm_nodes  # first: they boot (slowly, emulated) while the control plane starts
   start_etcd
   start_apiserver
   start_controllers
@@ -281,6 +283,7 @@ cmd_up() {
   wait_until 120 "node $NODE_NAME Ready" node_ready
   wait_until 60 "the default ServiceAccount" kubectl_admin get serviceaccount default -n default
   start_dns
+  wait_vm_nodes
   log "cluster up in $(( $(date +%s) - start )) s; logs in $LOG_DIR"
   echo "$ADMIN_KUBECONFIG"
 }
@@ -290,6 +293,10 @@ cmd_status() {
   for name in "${DAEMONS[@]}"; do
     if is_running "$name"; then state="running (pid $(pid_of "$name"))"; else state=stopped; rc=1; fi
     printf '%-24s %s\n' "$name" "$state"
+  done
+  for name in $VM_NODE_NAMES; do
+    if vm_is_running "$name"; then state="running (qemu pid $(vm_pid "$name"))"; else state=stopped; rc=1; fi
+    printf '%-24s %s\n' "VM $name" "$state"
   done
   if [ -f "$ADMIN_KUBECONFIG" ] && kubectl_admin get nodes 2>/dev/null; then :; else rc=1; fi
   return $rc
@@ -306,5 +313,6 @@ case "${1:-}" in
   down) teardown ;;
   status) cmd_status ;;
   kubeconfig) cmd_kubeconfig ;;
-  *) echo "usage: $0 up|down|status|kubeconfig" >&2; exit 2 ;;
+  vm) shift; vm_node_command "$@" ;;
+  *) echo "usage: $0 up|down|status|kubeconfig|vm kill|start|cut|restore NAME" >&2; exit 2 ;;
 esac

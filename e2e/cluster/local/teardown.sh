@@ -131,6 +131,7 @@ restore_sysctls() {
 teardown() {
   local start
   start=$(date +%s)
+  stop_vm_nodes
   stop_node
   stop_control_plane
   clean_iptables
