@@ -38,8 +38,11 @@ HOOKS = ("OUTPUT", "FORWARD")
 LOG_PREFIX = "stowage-guard: "
 RECENT_DIR = Path("/proc/net/xt_recent")
 RECENT_NAME = "stowage-guard"
+# When the guard went on, in the kernel log's clock (seconds since boot).
+SINCE_FILE = Path("/run/stowage-guard.since")
 KERNEL_LOG_LINE = re.compile(
-    r"stowage-guard: .*?DST=(?P<dst>\S+).*?PROTO=(?P<proto>\S+)(?P<rest>.*)"
+    r"^\[\s*(?P<time>[0-9.]+)\] stowage-guard: "
+    r".*?DST=(?P<dst>\S+).*?PROTO=(?P<proto>\S+)(?P<rest>.*)"
 )
 PORT = re.compile(r"DPT=(\d+)")
 
@@ -167,6 +170,8 @@ class Guard:
     def on(self) -> None:
         for family in FAMILIES:
             self.install(family)
+        if not self.prefix:
+            SINCE_FILE.write_text(Path("/proc/uptime").read_text().split()[0])
 
     def off(self) -> None:
         for family in FAMILIES:
@@ -193,11 +198,13 @@ class Guard:
 
 
 def kernel_log_lines() -> list[str]:
-    """What the kernel logged of blocked connections: protocol, destination and port."""
+    """What the kernel logged of connections blocked since the guard went on: protocol,
+    destination and port."""
+    since = float(SINCE_FILE.read_text()) if SINCE_FILE.exists() else 0.0
     dmesg = subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout
     seen: dict[str, None] = {}
     for line in dmesg.splitlines():
-        if match := KERNEL_LOG_LINE.search(line):
+        if (match := KERNEL_LOG_LINE.search(line)) and float(match["time"]) >= since:
             port = PORT.search(match["rest"])
             where = f"{match['dst']}:{port.group(1)}" if port else match["dst"]
             seen[f"{match['proto'].lower()} {where}"] = None
