@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # `vm.sh boot-check` (sourced by vm.sh): builds the VM artefacts (then again, warm),
 # boots one VM with no network but a loopback port forward to its import endpoint,
-# checks the node from its console, streams two images in through the endpoint, powers
-# it off, and prints the timings. Its state (the console log) stays in /var/tmp/stowage-vm-check.
+# checks the node from its console, waits for a standalone kubelet's static pod, streams
+# two images in through the endpoint, powers it off, and prints the timings. Its state (the console log) stays in /var/tmp/stowage-vm-check.
 VM_CHECK_NAME=stowage-vm-check
 VM_CHECK_PORT=${VM_CHECK_PORT:-24300}
 VM_CHECK_IMAGES=(localhost/stowage/vm-check:tiny localhost/stowage/vm-check:64m)
@@ -49,6 +49,30 @@ echo "cgroup \$(stat -f -c %T /sys/fs/cgroup)"
 echo "iscsid \$(iscsiadm -m session 2>&1)"
 EOF
   chmod +x "$dir/ready.sh"
+  # A standalone kubelet (no kubeconfig) with one static pod: sandbox, CNI, an image
+  # unpacked on this machine.
+  cat > "$dir/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
+authorization: {mode: AlwaysAllow}
+cgroupDriver: cgroupfs
+failSwapOn: false
+containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
+staticPodPath: /etc/stowage/node/manifests
+EOF
+  mkdir -p "$dir/manifests"
+  cat > "$dir/manifests/check.yaml" <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: check, namespace: default}
+spec:
+  containers:
+    - name: check
+      image: $BASE_IMAGE
+      imagePullPolicy: Never
+      command: [sh, -c, 'echo "pod-ok \$(hostname -i)"; sleep 3600']
+EOF
 }
 
 # vm_check_expect CONSOLE WHAT PATTERN
@@ -121,7 +145,9 @@ vm_boot_check_node() {
   vm_check_config "$VM_STATE_DIR/config"
   vm_prepare_node "$name" 1 "$VM_STATE_DIR/config"
   echo "127.0.0.1:$VM_CHECK_PORT" > "$(vm_dir "$name")/import-address"
-  start=$EPOCHREALTIME
+  local boot
+  boot=$EPOCHREALTIME
+  start=$boot
   vm_start "$name" 1 "user,restrict=on,hostfwd=tcp:127.0.0.1:$VM_CHECK_PORT-:$VM_IMPORT_PORT"
   for marker in "kernel " "containerd ready" "ready$"; do
     vm_wait_console "$name" "^stowage-init: \[[0-9.]+\] $marker" 300 || return 1
@@ -130,6 +156,12 @@ vm_boot_check_node() {
       "$(vm_seconds_since "$start")"
   done
   vm_check_console "$console" || return 1
+  local pod_log
+  # shellcheck disable=SC2016 # run by the VM's shell
+  pod_log=$(vm_exec "$name" 'for _ in $(seq 240); do grep -hs pod-ok /var/log/pods/*/check/*.log && break; sleep 0.5; done' 150)
+  log "the static pod says: $pod_log"
+  grep -qE 'pod-ok 10\.244\.99\.[0-9]+$' <<< "$pod_log" || { log "check failed: the static pod runs on the pod network"; return 1; }
+  vm_timing "qemu start -> the static pod's output (wall)" "$(vm_seconds_since "$boot")"
   local tag
   for tag in "${VM_CHECK_IMAGES[@]}"; do
     start=$EPOCHREALTIME

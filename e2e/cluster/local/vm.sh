@@ -18,6 +18,7 @@
 #   vm_stop NAME                        clean power-off (then TERM, KILL); removes its disk
 #   vm_kill NAME                        SIGKILL: the node is lost; its disks stay
 #   vm_shell NAME                       a root shell on the VM's virtio console
+#   vm_exec NAME SCRIPT [SECONDS]       SCRIPT run by that shell; prints its output
 #   vm_is_running NAME
 #
 # The config disk contract (CONFIG_DIR, copied onto /dev/vdb, mounted read-only at
@@ -27,9 +28,11 @@
 #                          CLUSTER_CIDR SERVICE_CIDR API_SERVER ...). eth0 gets
 #                          NODE_IP/PREFIX_LEN, the default route goes via GATEWAY,
 #                          /etc/resolv.conf has DNS_IP only.
-#   kubelet.yaml, kubelet.kubeconfig   both present: the kubelet starts, with
-#                          --root-dir /var/lib/kubelet --hostname-override NODE_NAME
+#   kubelet.yaml           present: the kubelet starts, with --root-dir /var/lib/kubelet
+#                          --cert-dir /var/lib/kubelet/pki --hostname-override NODE_NAME
 #                          --node-ip NODE_IP (containerd: unix:///run/containerd/containerd.sock)
+#   kubelet.kubeconfig     present: the kubelet joins the cluster with it (--kubeconfig);
+#                          absent: a standalone kubelet (static pods only)
 #   kube-proxy.yaml        present: kube-proxy starts (its kubeconfig is the file it names)
 #   ca.crt, kubelet-serving.crt/.key, kube-proxy.kubeconfig, ...   whatever those name
 #   cni.conflist           optional; by default vm_prepare_node writes the local cluster's
@@ -347,7 +350,7 @@ vm_prepare_node() {
 
 vm_accel_args() {
   case "$VM_ACCEL" in
-    kvm) echo "-accel kvm -cpu host" ;;
+    kvm) echo "-accel kvm -cpu host,-arch-capabilities" ;; # plain host: qemu aborts on MSR 0x10a
     tcg) echo "-accel tcg,thread=multi -cpu max" ;;
     *) log "VM_ACCEL is kvm or tcg, not $VM_ACCEL"; return 1 ;;
   esac
@@ -475,6 +478,19 @@ vm_kill() {
 }
 
 vm_shell() { socat -,raw,echo=0 "UNIX-CONNECT:$(vm_dir "$1")/shell.sock"; }
+
+# vm_exec NAME SCRIPT [SECONDS]: SCRIPT (one line of bash) typed into the VM's debug
+# shell, its output and status sent back through the console; prints the output and
+# returns the status.
+vm_exec() {
+  local name=$1 script=$2 seconds=${3:-120} tag="exec-$RANDOM$RANDOM"
+  # shellcheck disable=SC2016 # expanded by the VM's shell
+  printf '{ %s\n} 2>&1 | sed "s/^/[%s] /" > /dev/console; echo "[%s] status ${PIPESTATUS[0]}" > /dev/console\n' \
+    "$script" "$tag" "$tag" | socat -u - "UNIX-CONNECT:$(vm_dir "$name")/shell.sock"
+  vm_wait_console "$name" "^\\[$tag\\] status [0-9]+$" "$seconds" || return 1
+  vm_console "$name" | sed -n "s/^\\[$tag\\] //p" | sed '$d'
+  return "$(vm_console "$name" | sed -n "s/^\\[$tag\\] status //p")"
+}
 
 # --- standalone use -----------------------------------------------------------------------
 
