@@ -109,7 +109,11 @@ vm_check_uptime() {
 }
 
 vm_boot_check() {
-  VM_TIMINGS=$(mktemp)
+  VM_STATE_DIR=/var/tmp/stowage-vm-check
+  rm -rf "$VM_STATE_DIR"
+  mkdir -p "$VM_STATE_DIR"
+  VM_TIMINGS="$VM_STATE_DIR/timings"
+  trap vm_check_finish EXIT
   local start
   start=$EPOCHREALTIME
   vm_build_artifacts
@@ -118,10 +122,6 @@ vm_boot_check() {
   vm_build_artifacts
   vm_timing "artefacts, warm (cached)" "$(vm_seconds_since "$start")"
   vm_check_make_images
-  VM_STATE_DIR=/var/tmp/stowage-vm-check
-  rm -rf "$VM_STATE_DIR"
-  mkdir -p "$VM_STATE_DIR"
-  trap vm_check_finish EXIT
   vm_boot_check_node
 }
 
@@ -130,7 +130,6 @@ vm_check_finish() {
   vm_kill "$VM_CHECK_NAME"
   log "timings:"
   cat "$VM_TIMINGS" >&2
-  rm -f "$VM_TIMINGS"
   rm -f "$(vm_dir "$VM_CHECK_NAME")"/*.qcow2 "$(vm_dir "$VM_CHECK_NAME")"/*.img
   if [ $status -eq 0 ]; then
     log "boot-check passed; console: $VM_STATE_DIR/console.txt"

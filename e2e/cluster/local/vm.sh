@@ -83,6 +83,18 @@ vm_timing() {
   [ -z "${VM_TIMINGS:-}" ] || printf '%-64s %7s s\n' "$1" "$2" >> "$VM_TIMINGS"
 }
 
+# Build steps work in folders under $VM_CACHE/work, which every build starts by
+# emptying (so a failed one leaves nothing behind for long).
+vm_scratch() { mktemp -d "$VM_CACHE/work/XXXXXX"; }
+
+vm_clear_scratch() {
+  local target
+  findmnt -rn -o TARGET | { grep "^$VM_CACHE/work/" || true; } | while read -r target; do
+    umount -l "$target"
+  done
+  rm -rf "$VM_CACHE/work"
+}
+
 # vm_cached VAR NAME SUFFIX STAMP BUILD sets VAR to $VM_CACHE/NAME-HASH.SUFFIX (HASH of
 # STAMP), built by `BUILD PATH` unless it exists; older versions of NAME go. (BUILD runs
 # in this shell, not in a $(...), so that `set -e` stops it at its first failure.)
@@ -126,7 +138,7 @@ vm_kernel_release() { local p=$1; p=${p#linux-image-}; echo "$p"; }
 # DIR/lib/modules/RELEASE with its modules.dep.
 vm_build_kernel() {
   local dir=$1 download
-  download=$(mktemp -d)
+  download=$(vm_scratch)
   (cd "$download" && apt-get download "$VM_KERNEL_PACKAGE" > download.log 2>&1) \
     || { cat "$download/download.log" >&2; return 1; }
   dpkg -x "$download"/*.deb "$dir"
@@ -139,7 +151,7 @@ vm_build_kernel() {
 vm_build_initramfs() {
   local out=$1 tree release module
   release=$(vm_kernel_release "$VM_KERNEL_PACKAGE")
-  tree=$(mktemp -d)
+  tree=$(vm_scratch)
   mkdir -p "$tree"/{bin,dev,proc,sys,newroot,lib/modules}
   cp /bin/busybox "$tree/bin/busybox"
   install -m 755 "$VM_GUEST_DIR/initramfs-init" "$tree/init"
@@ -180,7 +192,7 @@ vm_apt_install() {
 # image.sh's debootstrap minbase with the VM's packages, as a tarball.
 vm_build_rootfs() {
   local out=$1 root
-  root=$(mktemp -d /var/tmp/stowage-vm-rootfs.XXXXXX)
+  root=$(vm_scratch)
   tar -C "$root" -xf "$(base_rootfs_tarball)"
   with_chroot_mounts "$root" vm_apt_install "$root" "${VM_PACKAGES[@]}" > "$VM_CACHE/apt.log" 2>&1 \
     || { tail -20 "$VM_CACHE/apt.log" >&2; rm -rf "$root"; return 1; }
@@ -195,7 +207,7 @@ vm_build_rootfs() {
 vm_preimport_images() {
   local root=$1 tmp
   shift
-  tmp=$(mktemp -d /tmp/stowage-vm-containerd.XXXXXX)
+  tmp=$(vm_scratch)
   cat > "$tmp/config.toml" <<EOF
 version = 2
 root = "$root/var/lib/containerd"
@@ -231,7 +243,7 @@ vm_guest_files_stamp() {
 vm_build_disk() {
   local out=$1 root release archives=() tag
   release=$(vm_kernel_release "$VM_KERNEL_PACKAGE")
-  root=$(mktemp -d /var/tmp/stowage-vm-disk.XXXXXX)
+  root=$(vm_scratch)
   tar -C "$root" -xf "$VM_ROOTFS_TARBALL"
   cp -a "$VM_KERNEL_DIR/boot/." "$root/boot/"
   mkdir -p "$root/lib/modules" "$root/etc/stowage/node" "$root/var/log/stowage"
@@ -274,7 +286,8 @@ vm_images_stamp() {
 # initramfs and base disk that vm_prepare_node and vm_start use.
 vm_build_artifacts() {
   apt_install "${VM_HOST_PACKAGES[@]}"
-  mkdir -p "$VM_CACHE"
+  vm_clear_scratch
+  mkdir -p "$VM_CACHE/work"
   vm_kernel_package > /dev/null
   local release binaries
   release=$(vm_kernel_release "$VM_KERNEL_PACKAGE")
@@ -290,6 +303,7 @@ ${VM_PACKAGES[*]}" vm_build_rootfs
 $binaries
 $(vm_images_stamp)
 $(vm_guest_files_stamp)" vm_build_disk
+  vm_clear_scratch
   cat > "$VM_CACHE/current.env" <<EOF
 VM_KERNEL=$VM_KERNEL_DIR/boot/vmlinuz-$release
 VM_INITRAMFS=$VM_INITRAMFS
