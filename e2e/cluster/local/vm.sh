@@ -100,7 +100,8 @@ vm_clear_scratch() {
 # in this shell, not in a $(...), so that `set -e` stops it at its first failure.)
 vm_cached() {
   local var=$1 name=$2 suffix=$3 stamp=$4 build=$5 hash path start old
-  hash=$(printf '%s' "$stamp" | sha256sum | cut -c1-16)
+  # The code that builds it is part of the stamp.
+  hash=$(printf '%s\n%s' "$stamp" "$(declare -f "$build")" | sha256sum | cut -c1-16)
   path="$VM_CACHE/$name-$hash$suffix"
   if [ ! -e "$path" ]; then
     start=$EPOCHREALTIME
@@ -165,9 +166,9 @@ vm_build_initramfs() {
   rm -rf "$tree"
 }
 
-# with_chroot_mounts ROOT COMMAND...: COMMAND with ROOT/proc mounted, no daemon started
+# vm_chroot_run ROOT COMMAND...: COMMAND with ROOT/proc mounted, no daemon started
 # by a package, and this machine's resolver (for Debian's mirror).
-with_chroot_mounts() {
+vm_chroot_run() {
   local root=$1
   shift
   mount -t proc proc "$root/proc"
@@ -194,7 +195,7 @@ vm_build_rootfs() {
   local out=$1 root
   root=$(vm_scratch)
   tar -C "$root" -xf "$(base_rootfs_tarball)"
-  with_chroot_mounts "$root" vm_apt_install "$root" "${VM_PACKAGES[@]}" > "$VM_CACHE/apt.log" 2>&1 \
+  vm_chroot_run "$root" vm_apt_install "$root" "${VM_PACKAGES[@]}" > "$VM_CACHE/apt.log" 2>&1 \
     || { tail -20 "$VM_CACHE/apt.log" >&2; rm -rf "$root"; return 1; }
   rm -rf "$root"/var/lib/apt/lists/*
   tar -C "$root" --numeric-owner -cf "$out" .
@@ -298,11 +299,13 @@ vm_build_artifacts() {
   vm_cached VM_INITRAMFS initramfs .img "$release ${VM_ROOT_MODULES[*]}
 $(dpkg-query -W busybox-static) $(sha256sum "$VM_GUEST_DIR/initramfs-init")" vm_build_initramfs
   vm_cached VM_ROOTFS_TARBALL rootfs .tar "$(stat -c '%s %Y' "$(base_rootfs_tarball)")
-${VM_PACKAGES[*]}" vm_build_rootfs
+${VM_PACKAGES[*]}
+$(declare -f vm_chroot_run vm_apt_install)" vm_build_rootfs
   vm_cached VM_BASE_DISK base .img "$VM_ROOTFS_TARBALL $release $VM_DISK_SIZE
 $binaries
 $(vm_images_stamp)
-$(vm_guest_files_stamp)" vm_build_disk
+$(vm_guest_files_stamp)
+$(declare -f vm_preimport_images)" vm_build_disk
   vm_clear_scratch
   cat > "$VM_CACHE/current.env" <<EOF
 VM_KERNEL=$VM_KERNEL_DIR/boot/vmlinuz-$release
