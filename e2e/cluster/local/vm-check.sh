@@ -47,6 +47,18 @@ ctr --namespace k8s.io images ls -q
 ctr --namespace k8s.io run --rm $BASE_IMAGE vm-check echo container-ok
 echo "cgroup \$(stat -f -c %T /sys/fs/cgroup)"
 echo "iscsid \$(iscsiadm -m session 2>&1)"
+# device-mapper: an LVM thin volume on a loop device, formatted, mounted, written.
+modprobe -a loop dm_thin_pool
+img=/tmp/lvm.img
+truncate -s 300M \$img
+dev=\$(losetup -f --show \$img)
+vgcreate -q vmcheck \$dev > /dev/null && lvcreate -q -L 100M -T vmcheck/pool > /dev/null &&
+  lvcreate -q -V 200M -T vmcheck/pool -n thin > /dev/null && mkfs.ext4 -q /dev/vmcheck/thin &&
+  mkdir -p /mnt/thin && mount /dev/vmcheck/thin /mnt/thin && echo data > /mnt/thin/file &&
+  umount /mnt/thin && echo "lvm-thin-ok"
+vgremove -f -q vmcheck > /dev/null
+losetup -d \$dev
+rm -f \$img
 EOF
   chmod +x "$dir/ready.sh"
   # A standalone kubelet (no kubeconfig) with one static pod: sandbox, CNI, an image
@@ -98,6 +110,7 @@ vm_check_console() {
   vm_check_expect "$console" "a container runs from the pre-imported base image" \
     '^\[ready.sh\] container-ok$' || failed=1
   vm_check_expect "$console" "cgroup2 is mounted" '^\[ready.sh\] cgroup cgroup2fs$' || failed=1
+  vm_check_expect "$console" "an LVM thin volume works" '^\[ready.sh\] lvm-thin-ok$' || failed=1
   vm_check_expect "$console" "the import endpoint listens" '^stowage-init: .* import endpoint on ' \
     || failed=1
   return $failed

@@ -67,8 +67,8 @@ VM_KERNEL_PACKAGE=${VM_KERNEL_PACKAGE:-}
 # Modules the initramfs loads to reach the root disk (ext4 is built in).
 VM_ROOT_MODULES=(virtio_pci virtio_blk)
 VM_PACKAGES=(containerd runc containernetworking-plugins iptables iproute2 kmod conntrack
-  nfs-common cifs-utils open-iscsi lvm2 xfsprogs e2fsprogs btrfs-progs util-linux mount
-  socat ca-certificates procps ethtool udev busybox-static)
+  nfs-common cifs-utils open-iscsi lvm2 thin-provisioning-tools xfsprogs e2fsprogs btrfs-progs
+  util-linux mount socat ca-certificates procps ethtool udev busybox-static)
 VM_HOST_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio kmod e2fsprogs containerd
   socat debootstrap)
 VM_IMAGES=("$PAUSE_IMAGE" "$BASE_IMAGE")
