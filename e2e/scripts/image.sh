@@ -11,8 +11,9 @@
 #   image.sh remove TAG...             delete from the build store and the cluster
 #
 # RUN steps use the host network (to reach Debian's mirror) and the rlimits the
-# VM allows (no CAP_SYS_RESOURCE here).
-source "$(dirname "$0")/common.sh"
+# VM allows (no CAP_SYS_RESOURCE here). Sourcing it (vm.sh does) defines the
+# functions only.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 ARCHIVES="$IMAGE_STORE/archives"
 RUN_LIMITS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
@@ -148,7 +149,7 @@ cmd_remove() {
   return 0
 }
 
-usage() { sed -n '2,13p' "$0" >&2; exit 2; }
+usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
 main() {
   [ $# -ge 1 ] || usage
@@ -165,4 +166,4 @@ main() {
   esac
 }
 
-main "$@"
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

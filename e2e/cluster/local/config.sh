@@ -52,7 +52,13 @@ EOF
 
 write_cni_config() {
   mkdir -p "$CNI_CONF_DIR"
-  install_file "$CNI_CONF_DIR/10-stowage.conflist" <<EOF || true
+  cni_conflist "$POD_CIDR" "$STATE_DIR/cni/ipam" | install_file "$CNI_CONF_DIR/10-stowage.conflist" || true
+}
+
+# cni_conflist POD_CIDR IPAM_DIR prints the pods' network of a node (the VM nodes' too):
+# a bridge that is the pods' gateway, host-local addresses from POD_CIDR, portmap.
+cni_conflist() {
+  cat <<EOF
 {
   "cniVersion": "0.4.0",
   "name": "stowage-pods",
@@ -65,8 +71,8 @@ write_cni_config() {
       "hairpinMode": true,
       "ipam": {
         "type": "host-local",
-        "dataDir": "$STATE_DIR/cni/ipam",
-        "ranges": [[{"subnet": "$POD_CIDR"}]],
+        "dataDir": "$2",
+        "ranges": [[{"subnet": "$1"}]],
         "routes": [{"dst": "0.0.0.0/0"}]
       }
     },
