@@ -6,6 +6,7 @@
 #   - the Python environment (.venv) with the pinned dependencies
 #   - etcd, Kubernetes, helm and CoreDNS built from their Go modules
 #   - the base and pause images, stowage's images and the suite's tools image
+#   - the VM nodes' kernel, initramfs and disk (with those images), unless STOWAGE_VM_NODES=0
 source "$(dirname "$0")/../e2e/scripts/common.sh"
 cd "$REPO_DIR"
 start=$(date +%s)
@@ -17,5 +18,6 @@ bash e2e/scripts/build-binaries.sh
 bash e2e/scripts/image.sh base
 bash e2e/scripts/image.sh pause
 PYTHONPATH=operator:e2e .venv/bin/python -m stowage_e2e.images_stowage --no-import >&2
+if [ "$VM_NODES" -gt 0 ]; then bash e2e/cluster/local/vm.sh build; fi
 
 log "installed in $(( $(date +%s) - start )) s"

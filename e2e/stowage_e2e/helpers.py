@@ -42,11 +42,14 @@ def mount_label_of(kube: Kube, backend: str) -> str | None:
     return label_value(kube.get("node", settings().node_name), backend)
 
 
-def wait_for_label(kube: Kube, backend: str, value: str | None, timeout: float = 180) -> None:
-    """Waits until the node's mount label of `backend` is `value` (None: removed)."""
+def wait_for_label(
+    kube: Kube, backend: str, value: str | None, timeout: float = 180, node: str | None = None
+) -> None:
+    """Waits until the node's (the first node's, unless named) mount label of `backend` is
+    `value` (None: removed)."""
     kube.wait_for(
         "node",
-        settings().node_name,
+        node or settings().node_name,
         None,
         lambda node: label_value(node, backend) == value,
         timeout=timeout,

@@ -72,6 +72,10 @@ class VmNode:
 class AnyNode:
     """Placement where every node has the kernel clients (kind's nodes run the host's kernel)."""
 
+    @property
+    def name(self) -> str:
+        return settings().node_name
+
     def place(self, manifest: dict[str, Any]) -> dict[str, Any]:
         return copy.deepcopy(manifest)
 

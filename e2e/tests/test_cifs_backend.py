@@ -4,10 +4,10 @@ The helper (`stowage agent`) writes the user of the backend's Secret into a cred
 (0600) in its private state, checks the share with smbclient (a user-space SMB client) as that
 user, and only then mounts it with the kernel's `mount -t cifs ... -o credentials=<file>`.
 A wrong password or a missing share is told by the check; the kernel mount itself needs a
-kernel with a CIFS client, which this VM lacks (no cifs in /proc/filesystems, no module
-loading): here the right credentials pass the check and the helper reports the kernel's own
-refusal; the kind workflow runs the test where a pod writes through the mount. The test looks
-at the share with smbclient, as another client of the server.
+kernel with a CIFS client: on this machine's node (which has none) the right credentials pass
+the check and the helper reports the kernel's own refusal; on the VM node (Debian's kernel) the
+helper mounts the share and a pod writes through its claim. The test looks at the share with
+smbclient, as another client of the server.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pytest
 from stowage.agent.cifs_mount import CREDENTIALS_FILE
 from stowage.agent.runner import PRIVATE_STATE
 from stowage_e2e import hosts, scenario
+from stowage_e2e.cluster import settings
 from stowage_e2e.helpers import (
     HELPERS_NAMESPACE,
     assert_secret_nowhere,
@@ -30,14 +31,13 @@ from stowage_e2e.helpers import (
     finished_log,
     helper_pods,
     kernel_has_client,
-    needs_kernel_client,
     release_claim,
     wait_for_condition,
     wait_for_label,
 )
-from stowage_e2e.install import Images
 from stowage_e2e.kube import Kube
 from stowage_e2e.servers import SERVERS_DIR, Samba
+from stowage_e2e.vm_nodes import AnyNode, VmNode
 
 pytestmark = pytest.mark.e2e
 
@@ -67,12 +67,13 @@ def samba(cluster: object) -> Iterator[Samba]:
 def new_backend(samba: Samba, secret_backend_factory: Callable[..., str]) -> Callable[..., str]:
     """Creates cifs StorageBackends of the Samba server, each with its Secret."""
 
-    def create(password: str, share: str = SHARE) -> str:
+    def create(password: str, share: str = SHARE, mount: dict[str, Any] | None = None) -> str:
         def spec_of(secret: dict[str, str]) -> dict[str, Any]:
             return {
                 "cifs": {"servers": [samba.host.ip], "share": share, "secretRef": secret},
                 "provisioning": {"basePath": "/k8s", "onDelete": "Delete"},
                 "storageClass": {"volumeBindingMode": "Immediate"},
+                **({"mount": mount} if mount else {}),
             }
 
         return secret_backend_factory("cifs", {"username": USER, "password": password}, spec_of)
@@ -143,17 +144,18 @@ echo "{text}" > /data/hello.txt && cat /data/hello.txt
 """
 
 
-@needs_kernel_client("CIFS", "cifs", "smb3", mounter="the helper")
 def test_a_pod_writes_through_a_claim_and_delete_removes_its_directory(
     kube: Kube,
     namespace: str,
     samba: Samba,
     new_backend: Callable[..., str],
-    stowage_images: Images,
+    kernel_node: VmNode | AnyNode,
 ) -> None:
-    name = new_backend(PASSWORD)
+    """The backend's helper runs on the node with Debian's kernel, whose CIFS client mounts the
+    share; a pod there writes through its claim, another SMB client reads it."""
+    name = new_backend(PASSWORD, mount=kernel_node.mount_settings())
     scenario.wait_ready(kube, name, timeout=120)
-    wait_for_label(kube, name, "ready")
+    wait_for_label(kube, name, "ready", node=kernel_node.name)
 
     kube.apply(scenario.claim("data", name, "10Mi", "ReadWriteMany"), namespace)
     volume = scenario.bound_volume(kube, "data", namespace)
@@ -162,8 +164,9 @@ def test_a_pod_writes_through_a_claim_and_delete_removes_its_directory(
 
     text = f"through the kernel's cifs {uuid.uuid4()}"
     script = WRITE_AND_READ.format(text=text)
-    kube.apply(scenario.script_pod("writer", "data", stowage_images.operator, script), namespace)
-    log = finished_log(kube, namespace, "writer")
+    writer = scenario.script_pod("writer", "data", settings().base_image, script)
+    kube.apply(kernel_node.place(writer), namespace)
+    log = finished_log(kube, namespace, "writer", timeout=300)
     assert log.splitlines()[0] == text
     # Another SMB client of the server reads what the pod wrote.
     assert samba.read(SHARE, USER, PASSWORD, f"k8s/{directory}/hello.txt").strip() == text

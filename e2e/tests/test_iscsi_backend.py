@@ -1,9 +1,10 @@
 """iscsi through the kubelet: a pod's claim is a LUN of a real tgt target on a test host, logged
 in to by the node's kernel initiator with the backend's CHAP Secret and formatted by the kubelet.
 
-This VM has no kernel iSCSI initiator (no iscsi_tcp, no module loading): the test runs on the
-kind path, whose node gets open-iscsi (e2e/cluster/kind.sh). The LUN pool, CHAP and Delete are
-verified here in tests/integration/test_iscsi_target.py with libiscsi's userspace initiator.
+The pod runs on the VM node (Debian's kernel with iscsi_tcp; open-iscsi's iscsid in the VM);
+this machine's kernel has no initiator. On kind the node gets open-iscsi (e2e/cluster/kind.sh).
+The LUN pool, CHAP and Delete are also verified in tests/integration/test_iscsi_target.py with
+libiscsi's userspace initiator.
 """
 
 from __future__ import annotations
@@ -11,25 +12,18 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from stowage_e2e import scenario
+from stowage_e2e.cluster import settings
 from stowage_e2e.fixtures import TestHostFactory
 from stowage_e2e.helpers import finished_log, release_claim
-from stowage_e2e.install import Images
 from stowage_e2e.iscsi_target import MIB, TgtTarget
 from stowage_e2e.kube import Kube
+from stowage_e2e.vm_nodes import AnyNode, VmNode
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not Path("/sys/module/iscsi_tcp").exists(),
-        reason="this kernel has no iSCSI initiator (no iscsi_tcp module), so the kubelet cannot "
-        "log in to a LUN here; the kind workflow runs this test",
-    ),
-]
+pytestmark = pytest.mark.e2e
 
 IQN = "iqn.2026-11.io.stowage.e2e:pods"
 CHAP_USER = "stowage-pods"
@@ -63,7 +57,7 @@ def test_a_pod_writes_to_its_lun_and_the_next_claim_gets_the_lun_back(
     namespace: str,
     backend_factory: Callable[..., str],
     target: TgtTarget,
-    stowage_images: Images,
+    kernel_node: VmNode | AnyNode,
 ) -> None:
     secret = chap_secret(kube, namespace)
     spec = {
@@ -83,6 +77,7 @@ def test_a_pod_writes_to_its_lun_and_the_next_claim_gets_the_lun_back(
         volume = scenario.bound_volume(kube, "data", namespace)
         assert volume["spec"]["iscsi"]["lun"] == 1  # the pool's one LUN, back after Delete
         text = f"{round_} writer {uuid.uuid4()}"
-        kube.apply(scenario.writer_pod("writer", "data", stowage_images.operator, text), namespace)
-        assert finished_log(kube, namespace, "writer").strip() == text
+        writer = scenario.writer_pod("writer", "data", settings().base_image, text)
+        kube.apply(kernel_node.place(writer), namespace)
+        assert finished_log(kube, namespace, "writer", timeout=300).strip() == text
         release_claim(kube, namespace)

@@ -198,3 +198,16 @@ def test_a_share_without_its_standby_is_degraded() -> None:
     assert (degraded.status, degraded.reason) == ("True", "NoStandby")
     assert degraded.message == "1 of 2 server pods running: no standby to take over"
     assert standby_check(share(), both[:1]).status == "False"
+
+
+@pytest.mark.parametrize(
+    ("cidr", "clients"),
+    [
+        ("0.0.0.0/0", "0.0.0.0/1, 128.0.0.0/1"),
+        ("::/0", "::/1, 8000::/1"),
+        ("10.244.0.0/16", "10.244.0.0/16"),
+    ],
+)
+def test_everyone_is_told_to_ganesha_as_two_halves(cidr: str, clients: str) -> None:
+    """Ganesha matches no client for a /0 (seen against nfs-ganesha 4.3: NFS4ERR_NOENT)."""
+    assert nas.ganesha_clients(cidr) == clients

@@ -69,9 +69,8 @@ VM_ROOT_MODULES=(virtio_pci virtio_blk)
 VM_PACKAGES=(containerd runc containernetworking-plugins iptables iproute2 kmod conntrack
   nfs-common cifs-utils open-iscsi lvm2 thin-provisioning-tools xfsprogs e2fsprogs btrfs-progs
   util-linux mount socat ca-certificates procps ethtool udev busybox-static)
-VM_HOST_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio kmod e2fsprogs containerd
-  socat debootstrap)
-VM_IMAGES=("$PAUSE_IMAGE" "$BASE_IMAGE")
+# In the VM's containerd from the start: what pods and helpers there run (the operator does not).
+VM_IMAGES=("$PAUSE_IMAGE" "$BASE_IMAGE" "$TOOLS_IMAGE" "$HELPER_IMAGE")
 
 # --- cached artefacts ------------------------------------------------------------------
 
@@ -286,7 +285,7 @@ vm_images_stamp() {
 # Builds what is missing and writes $VM_CACHE/current.env, which names the kernel,
 # initramfs and base disk that vm_prepare_node and vm_start use.
 vm_build_artifacts() {
-  apt_install "${VM_HOST_PACKAGES[@]}"
+  require_packages
   vm_clear_scratch
   mkdir -p "$VM_CACHE/work"
   vm_kernel_package > /dev/null

@@ -17,6 +17,7 @@ SMB server container mounts.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -103,10 +104,20 @@ def _metadata(share: ShareRef, name: str, **labels: str) -> Json:
     return {"name": name, "namespace": share.namespace, "labels": {**share_labels(share), **labels}}
 
 
+def ganesha_clients(cidr: str) -> str:
+    """CIDR as Ganesha's `Clients` matches it. Ganesha matches no client at all for a /0
+    (0.0.0.0/0, ::/0: its mask is computed with a shift by the full width), so everyone is the
+    two halves of the address space."""
+    network = ipaddress.ip_network(cidr, strict=False)
+    if network.prefixlen == 0:
+        return ", ".join(str(half) for half in network.subnets(prefixlen_diff=1))
+    return cidr
+
+
 def _client_block(rule: NfsClientRule) -> str:
     return (
         "    CLIENT {\n"
-        f"        Clients = {rule.cidr};\n"
+        f"        Clients = {ganesha_clients(rule.cidr)};\n"
         "        Protocols = 4;\n"
         f"        Access_Type = {ACCESS_TYPES[rule.access]};\n"
         f"        Squash = {SQUASH[rule.squash]};\n"
