@@ -131,21 +131,27 @@ $(cluster_dns_config)
 EOF
 }
 
-write_kube_proxy_config() {
-  install_file "$CONFIG_DIR/kube-proxy.yaml" <<EOF || true
+# kube_proxy_config KUBECONFIG NODE_NAME NODE_IP: a node's kube-proxy (this one's, a VM's).
+kube_proxy_config() {
+  cat <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: iptables
-clientConnection: {kubeconfig: $KUBECONFIG_DIR/kube-proxy}
-hostnameOverride: $NODE_NAME
-bindAddress: $NODE_IP
+clientConnection: {kubeconfig: $1}
+hostnameOverride: $2
+bindAddress: $3
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 clusterCIDR: $CLUSTER_CIDR
-nodePortAddresses: ["$NODE_IP/32"]
+nodePortAddresses: ["$3/32"]
 iptables: {localhostNodePorts: false, masqueradeAll: false}
 conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 EOF
+}
+
+write_kube_proxy_config() {
+  kube_proxy_config "$KUBECONFIG_DIR/kube-proxy" "$NODE_NAME" "$NODE_IP" \
+    | install_file "$CONFIG_DIR/kube-proxy.yaml" || true
 }
 
 write_configs() {

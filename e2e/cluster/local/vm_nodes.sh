@@ -68,20 +68,7 @@ serializeImagePulls: false
 resolvConf: /etc/resolv.conf
 $(cluster_dns_config)
 EOF
-  cat > "$dir/kube-proxy.yaml" <<EOF
-apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-mode: iptables
-clientConnection: {kubeconfig: $node/kube-proxy.kubeconfig}
-hostnameOverride: $name
-bindAddress: $ip
-healthzBindAddress: 127.0.0.1:10256
-metricsBindAddress: 127.0.0.1:10249
-clusterCIDR: $CLUSTER_CIDR
-nodePortAddresses: ["$ip/32"]
-iptables: {localhostNodePorts: false, masqueradeAll: false}
-conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
-EOF
+  kube_proxy_config "$node/kube-proxy.kubeconfig" "$name" "$ip" > "$dir/kube-proxy.yaml"
 }
 
 vm_node_network() {
