@@ -82,7 +82,8 @@ SHARED_HOST_DIR=/var/lib/stowage
 # kernel, joined to the cluster. VM node N is stowage-vmN at 172.30.0.(1+N) on the test-host
 # bridge (a tap stv-N), its pods in 10.244.N.0/24, tainted so that only pods that ask for it
 # run there. STOWAGE_VM_NODES=0 turns them off.
-VM_NODES=${STOWAGE_VM_NODES:-1}
+# (The local provider's: kind's nodes have a kernel with these clients.)
+if [ "${STOWAGE_CLUSTER_PROVIDER:-local}" = local ]; then VM_NODES=${STOWAGE_VM_NODES:-1}; else VM_NODES=0; fi
 VM_NODE_PREFIX=stowage-vm
 VM_TAP_PREFIX=stv-
 VM_NODE_TAINT=node.stowage.io/vm
