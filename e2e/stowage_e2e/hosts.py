@@ -23,10 +23,12 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from stowage_e2e.cluster import settings
 
@@ -35,6 +37,7 @@ VETH_PREFIX = "sth-"
 FIRST_HOST_OFFSET = 10
 MAX_HOSTS = 200
 CUT_COMMENT = "stowage-e2e-cut"
+NETNS_ETC = Path("/etc/netns")
 REFUSE_COMMENT = "stowage-e2e-refuse"
 
 
@@ -186,6 +189,7 @@ def create_host(index: int | None = None) -> TestHost:
     s = settings()
     try:
         _run(["ip", "netns", "add", host.name])
+        write_resolv_conf(host)
         _run(
             [
                 "ip",
@@ -217,13 +221,27 @@ def create_hosts(count: int) -> list[TestHost]:
     return [create_host() for _ in range(count)]
 
 
+def netns_etc(host: TestHost) -> Path:
+    """What `ip netns exec` binds over /etc for the host's processes."""
+    return NETNS_ETC / host.name
+
+
+def write_resolv_conf(host: TestHost) -> None:
+    """The host's servers ask the cluster's DNS (which answers for the cluster only), never
+    this machine's resolver: glusterd and git daemon look up their peers' names."""
+    etc = netns_etc(host)
+    etc.mkdir(parents=True, exist_ok=True)
+    (etc / "resolv.conf").write_text(f"nameserver {settings().node_ip}\n")
+
+
 def remove_host(host: TestHost) -> None:
-    """Kills what runs in the host, then removes its namespace and veth."""
+    """Kills what runs in the host, then removes its namespace, veth and /etc files."""
     pids = _run(["ip", "netns", "pids", host.name], check=False).stdout.split()
     for pid in pids:
         _run(["kill", "-KILL", pid], check=False)
     _run(["ip", "netns", "delete", host.name], check=False)
     _run(["ip", "link", "delete", host.veth], check=False)
+    shutil.rmtree(netns_etc(host), ignore_errors=True)
 
 
 def remove_all() -> None:

@@ -102,6 +102,7 @@ remove_network() {
   for ns in $(ip netns list | awk '{print $1}' | grep '^stowage-' || true); do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
     ip netns delete "$ns"
+    rm -rf "/etc/netns/$ns"
   done
   for link in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^sth-' || true); do
     ip link delete "$link" 2>/dev/null || true
