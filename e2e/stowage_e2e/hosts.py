@@ -211,6 +211,9 @@ def create_host(index: int | None = None) -> TestHost:
         _run([*inside, "ip", "addr", "add", f"{host.ip}/{_network().prefixlen}", "dev", "eth0"])
         _run([*inside, "ip", "link", "set", "eth0", "up"])
         _run([*inside, "ip", "route", "add", "default", "via", s.node_ip])
+        # An earlier host of this address had another MAC: this machine must not send to it
+        # (a stale neighbour entry is only probed again after seconds).
+        _run(["ip", "neigh", "flush", "to", host.ip], check=False)
     except Exception:
         remove_host(host)
         raise
