@@ -116,16 +116,6 @@ def kernel_has_client(*file_systems: str) -> bool:
     return bool(set(file_systems) & set(Path("/proc/filesystems").read_text().split()))
 
 
-def needs_kernel_client(name: str, *file_systems: str, mounter: str) -> pytest.MarkDecorator:
-    """Skips a test whose `mounter` (the kubelet, the helper) mounts one of `file_systems`
-    with the kernel, when this kernel has none of them."""
-    return pytest.mark.skipif(
-        not kernel_has_client(*file_systems),
-        reason=f"this kernel has no {name} client (no {file_systems[0]} in /proc/filesystems), "
-        f"so {mounter} cannot mount it here; the kind workflow runs this test",
-    )
-
-
 def finished_log(kube: Kube, namespace: str, pod: str, timeout: float = 180) -> str:
     """Waits for the pod to finish; its log, once it has succeeded."""
     finished = kube.wait_for_pod_phase(pod, namespace, timeout=timeout)
