@@ -81,9 +81,10 @@ SHARED_HOST_DIR=/var/lib/stowage
 # VM worker nodes (e2e/cluster/local/vm.sh, vm_nodes.sh): qemu VMs running Debian's stock
 # kernel, joined to the cluster. VM node N is stowage-vmN at 172.30.0.(1+N) on the test-host
 # bridge (a tap stv-N), its pods in 10.244.N.0/24, tainted so that only pods that ask for it
-# run there. STOWAGE_VM_NODES=0 turns them off.
+# run there. Two by default (the second for what needs two kernel nodes: a client that outlives
+# the node it was served from, placement between two groups); STOWAGE_VM_NODES=0 turns them off.
 # (The local provider's: kind's nodes have a kernel with these clients.)
-if [ "${STOWAGE_CLUSTER_PROVIDER:-local}" = local ]; then VM_NODES=${STOWAGE_VM_NODES:-1}; else VM_NODES=0; fi
+if [ "${STOWAGE_CLUSTER_PROVIDER:-local}" = local ]; then VM_NODES=${STOWAGE_VM_NODES:-2}; else VM_NODES=0; fi
 VM_NODE_PREFIX=stowage-vm
 VM_TAP_PREFIX=stv-
 VM_NODE_TAINT=node.stowage.io/vm

@@ -1,6 +1,7 @@
-"""A throwaway btrfs file system on a loop device backed by a file under /var/tmp, for the
-hostPath quota tests (integration and e2e: the node is this machine). Everything it made is
-removed by exact name (the mount, the loop device, the file), whatever happened."""
+"""A throwaway btrfs file system on a loop device backed by a file, for the hostPath quota
+tests (integration and e2e on this machine's node; on a VM node through its `NodeShell`).
+Everything it made is removed by exact name (the mount, the loop device, the file), whatever
+happened."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from stowage.agent.btrfs import parse_referenced_limits
+from stowage_e2e.node_shell import LocalShell, NodeShell, output
 from stowage_e2e.servers import require_packages
 
 IMAGE_BYTES = 256 * 2**20  # btrfs wants more than 114 MiB with its default profiles
@@ -22,35 +25,52 @@ def run(*command: str) -> str:
     return subprocess.run(command, capture_output=True, text=True, check=True).stdout
 
 
-@pytest.fixture
-def btrfs_base() -> Iterator[Path]:
-    """The mount point of a new btrfs file system (quota not enabled yet)."""
-    require_packages("btrfs-progs")
-    work = Path(tempfile.mkdtemp(prefix="stowage-btrfs-", dir="/var/tmp"))
-    image, mount_point = work / "btrfs.img", work / "base"
-    mount_point.mkdir()
-    with image.open("wb") as blank:
-        blank.truncate(IMAGE_BYTES)
-    run("mkfs.btrfs", "--quiet", str(image))
-    device = run("losetup", "--find", "--show", str(image)).strip()
+@contextmanager
+def btrfs_file_system(
+    mount_point: str, size_bytes: int = IMAGE_BYTES, shell: NodeShell | None = None
+) -> Iterator[str]:
+    """A new btrfs file system of `size_bytes` (quota not enabled) mounted at `mount_point` of
+    the node (this machine unless `shell` says another), from `<mount_point>.img`."""
+    node = shell or LocalShell()
+    image = f"{mount_point}.img"
+    output(node, "mkdir", "-p", mount_point)
+    output(node, "truncate", "--size", str(size_bytes), image)
+    device = ""
     try:
-        run("mount", "-t", "btrfs", device, str(mount_point))
+        output(node, "mkfs.btrfs", "--quiet", image)
+        device = output(node, "losetup", "--find", "--show", image).strip()
+        output(node, "mount", "-t", "btrfs", device, mount_point)
         yield mount_point
     finally:
-        unmount(mount_point)
-        subprocess.run(["losetup", "--detach", device], capture_output=True, check=False)
+        unmount(node, mount_point)
+        if device:
+            node.run("losetup", "--detach", device)
+        node.run("rm", "-f", image)
+        node.run("rmdir", mount_point)
+
+
+@pytest.fixture
+def btrfs_base() -> Iterator[Path]:
+    """The mount point of a new btrfs file system on this machine (quota not enabled yet)."""
+    require_packages("btrfs-progs")
+    work = Path(tempfile.mkdtemp(prefix="stowage-btrfs-", dir="/var/tmp"))
+    try:
+        with btrfs_file_system(str(work / "base")) as mount_point:
+            yield Path(mount_point)
+    finally:
         subprocess.run(["rm", "-rf", str(work)], check=False)
 
 
-def unmount(mount_point: Path, attempts: int = 30) -> None:
+def unmount(shell: NodeShell, mount_point: str, attempts: int = 30) -> None:
     """Unmounts what the test mounted; lazily if a helper still holds it after 30 s (the loop
     device is then freed when the last user goes)."""
     for _ in range(attempts):
-        done = subprocess.run(["umount", str(mount_point)], capture_output=True, check=False)
-        if done.returncode == 0 or not mount_point.is_mount():
+        if shell.run("umount", mount_point).returncode == 0:
+            return
+        if shell.run("mountpoint", "--quiet", mount_point).returncode != 0:
             return
         time.sleep(1)
-    subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
+    shell.run("umount", "-l", mount_point)
 
 
 def qgroup_limits(path: Path) -> dict[str, int | None]:

@@ -14,6 +14,9 @@ Fixtures:
                    (booted, connected, Ready) after any test that killed or cut it off
     kernel_node    (test)    where pods and helpers get the kernel NFS, CIFS, iSCSI, RBD
                    clients and device-mapper: the VM node here, any node on kind
+    kernel_node_shell (test) commands as root on that node (its devices, mounts, LVM)
+    node_shell_of  (session) the same for any VM node
+    two_vm_nodes   (test)    two VM nodes (STOWAGE_VM_NODES >= 2), put back as vm_node is
 
 While the network guard is on (`make test`), a module whose tests made a new connection off
 this machine fails, naming the destinations (`no_packet_leaves`).
@@ -27,7 +30,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +41,7 @@ from stowage_e2e import hosts as hosts_module
 from stowage_e2e.guard import Guard
 from stowage_e2e.images import ImageBuilder
 from stowage_e2e.kube import Kube
+from stowage_e2e.node_shell import LocalShell, NodeShell, PodShell
 from stowage_e2e.vm_nodes import AnyNode, VmNode, vm_nodes
 
 LIFECYCLE_MARKER = "cluster_lifecycle"
@@ -200,6 +204,48 @@ def kernel_node(cluster: ClusterHandle, request: pytest.FixtureRequest) -> VmNod
         node: VmNode = request.getfixturevalue("vm_node")
         return node
     return AnyNode()
+
+
+@pytest.fixture(scope="session")
+def node_shell_of(kube: Kube) -> Iterator[Callable[[VmNode], NodeShell]]:
+    """`node_shell_of(vm_node)`: commands as root on that VM node, through a shell pod made
+    when first asked for (the pods go after the session)."""
+    shells: dict[str, PodShell] = {}
+
+    def shell_of(node: VmNode) -> NodeShell:
+        if node.name not in shells:
+            shells[node.name] = PodShell(kube, node.name, [node.toleration])
+        return shells[node.name]
+
+    yield shell_of
+    for shell in shells.values():
+        shell.remove()
+
+
+@pytest.fixture
+def kernel_node_shell(
+    kernel_node: VmNode | AnyNode, node_shell_of: Callable[[VmNode], NodeShell]
+) -> NodeShell:
+    if isinstance(kernel_node, AnyNode):
+        return LocalShell()  # kind's nodes share this machine's kernel and devices
+    return node_shell_of(kernel_node)
+
+
+@pytest.fixture
+def two_vm_nodes(cluster: ClusterHandle, kube: Kube) -> Iterator[tuple[VmNode, VmNode]]:
+    """The first two VM nodes; both booted and Ready again after the test."""
+    nodes = vm_nodes() if cluster.provider == "local" else []
+    if len(nodes) < 2:
+        pytest.skip("needs two VM nodes: the cluster was made with STOWAGE_VM_NODES < 2")
+    pair = (nodes[0], nodes[1])
+    for node in pair:
+        node.wait_ready(kube)
+    yield pair
+    for node in pair:
+        node.restore()
+        node.start()  # a no-op when its qemu runs
+    for node in pair:
+        node.wait_ready(kube)
 
 
 @pytest.fixture(scope="session")

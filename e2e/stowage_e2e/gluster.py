@@ -5,6 +5,7 @@
     cluster.create_volume("gv1"); cluster.enable_quota()
     cluster.stop_host(host); cluster.start_host(host)
     cluster.stop()
+    with quota_pool(3) as cluster: ...             # on new test hosts, quota on; all removed after
 
 Every glusterd runs in its host's network namespace and in a mount namespace of its own, where
 private directories are bound over /var/lib/glusterd, /run and /var/log/glusterfs: the
@@ -20,11 +21,12 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
 
+from stowage_e2e import hosts as test_hosts
 from stowage_e2e.hosts import TestHost
 from stowage_e2e.servers import SERVERS_DIR, require_packages, wait_for_port
 
@@ -214,3 +216,18 @@ def _pids_in_mount_namespace_of(pid: int | None) -> list[int]:
 def _kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def quota_pool(count: int) -> Iterator[GlusterCluster]:
+    """A replica-`count` pool on new test hosts with quota on, as an admin would have it;
+    the pool and its hosts are gone afterwards."""
+    servers = test_hosts.create_hosts(count)
+    try:
+        pool = GlusterCluster.start(servers)
+        pool.enable_quota()
+        yield pool
+        pool.stop()
+    finally:
+        for host in servers:
+            test_hosts.remove_host(host)

@@ -1,10 +1,10 @@
 """A throwaway LVM volume group on a loop device backed by a sparse file, for the lvm tests
-(integration here, e2e on a node with device-mapper). Everything it made is removed by exact
-name (the group with its LVs, the physical volume, the loop device), whatever happened."""
+(integration on this machine, e2e on a node with device-mapper, through its `NodeShell`).
+Everything it made is removed by exact name (the group with its LVs, the physical volume, the
+loop device), whatever happened."""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from stowage.agent import lvm
+from stowage_e2e.node_shell import LocalShell, NodeShell, output
 
 # Room for the LVM label and metadata besides the group's extents.
 METADATA_BYTES = 4 * 2**20
@@ -20,42 +21,43 @@ METADATA_BYTES = 4 * 2**20
 TEST_GROUP_BYTES = 64 * 2**20
 
 
-def _run(*command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, check=False)
+LOCAL = LocalShell()
+
+
+def _lvm(tool: str, *args: str, shell: NodeShell) -> list[str]:
+    # The node's own device-mapper, not this machine's, decides whether LVs are activated.
+    device_mapper = None if shell is LOCAL else True
+    return lvm.lvm_command(tool, *args, device_mapper=device_mapper)
 
 
 @contextmanager
-def loop_volume_group(directory: Path, name: str, size_bytes: int) -> Iterator[str]:
+def loop_volume_group(
+    directory: Path, name: str, size_bytes: int, shell: NodeShell = LOCAL
+) -> Iterator[str]:
     """Volume group `name` of `size_bytes` of extents (4 MiB each), on a loop device of a
-    sparse file in `directory`; yields the loop device."""
-    image = directory / f"{name}.img"
-    with open(image, "wb") as sparse:
-        sparse.truncate(size_bytes + METADATA_BYTES)
-    attached = _run("losetup", "--find", "--show", str(image))
-    if attached.returncode != 0:
-        raise RuntimeError(f"losetup: {attached.stderr.strip()}")
-    loop = attached.stdout.strip()
+    sparse file in the node's `directory`; yields the loop device."""
+    image = str(directory / f"{name}.img")
+    output(shell, "mkdir", "-p", str(directory))
+    output(shell, "truncate", "--size", str(size_bytes + METADATA_BYTES), image)
+    loop = ""
     try:
-        for command in (
-            lvm.lvm_command("pvcreate", loop),
-            lvm.lvm_command("vgcreate", name, loop),
-        ):
-            made = _run(*command)
-            if made.returncode != 0:
-                raise RuntimeError(f"{command[0]}: {made.stderr.strip()}")
+        loop = output(shell, "losetup", "--find", "--show", image).strip()
+        output(shell, *_lvm("pvcreate", loop, shell=shell))
+        output(shell, *_lvm("vgcreate", name, loop, shell=shell))
         yield loop
     finally:
-        _run(*lvm.lvm_command("vgremove", "-f", name))
-        _run(*lvm.lvm_command("pvremove", "-f", loop))
-        _run("losetup", "-d", loop)
-        image.unlink(missing_ok=True)
+        shell.run(*_lvm("vgremove", "-f", name, shell=shell))
+        if loop:
+            shell.run(*_lvm("pvremove", "-f", loop, shell=shell))
+            shell.run("losetup", "-d", loop)
+        shell.run("rm", "-f", image)
 
 
 @contextmanager
-def throwaway_volume_group(directory: Path) -> Iterator[str]:
+def throwaway_volume_group(directory: Path, shell: NodeShell = LOCAL) -> Iterator[str]:
     """A volume group of TEST_GROUP_BYTES with a name of its own; yields the name."""
     name = f"stowagetest-{uuid.uuid4().hex[:8]}"
-    with loop_volume_group(directory, name, TEST_GROUP_BYTES):
+    with loop_volume_group(directory, name, TEST_GROUP_BYTES, shell):
         yield name
 
 
@@ -66,20 +68,8 @@ def volume_group(tmp_path: Path) -> Iterator[str]:
         yield name
 
 
-def lv_sizes(volume_group: str) -> dict[str, int]:
+def lv_sizes(volume_group: str, shell: NodeShell = LOCAL) -> dict[str, int]:
     """The group's LVs and their sizes in bytes."""
-    listed = _run(
-        *lvm.lvm_command(
-            "lvs",
-            "--noheadings",
-            "--units",
-            "b",
-            "--nosuffix",
-            "-o",
-            "lv_name,lv_size",
-            volume_group,
-        )
-    )
-    if listed.returncode != 0:
-        raise RuntimeError(f"lvs: {listed.stderr.strip()}")
-    return {name: int(size) for name, size in (line.split() for line in listed.stdout.splitlines())}
+    columns = ["--noheadings", "--units", "b", "--nosuffix", "-o", "lv_name,lv_size"]
+    listed = output(shell, *_lvm("lvs", *columns, volume_group, shell=shell))
+    return {name: int(size) for name, size in (line.split() for line in listed.splitlines())}

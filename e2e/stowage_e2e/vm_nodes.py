@@ -43,6 +43,22 @@ class VmNode:
     def restore(self) -> None:
         self._vm("restore")
 
+    def address(self, kube: Kube) -> str:
+        """Its InternalIP: where its kubelet, helpers and pods' traffic come from."""
+        addresses = kube.json("get", "node", self.name)["status"]["addresses"]
+        return str(next(a["address"] for a in addresses if a["type"] == "InternalIP"))
+
+    def wait_not_ready(self, kube: Kube, timeout: float = 180) -> None:
+        """Until the node controller has noticed the node is gone (NotReady or Unknown)."""
+        kube.wait_for(
+            "node",
+            self.name,
+            None,
+            lambda node: not node_ready(node),
+            timeout=timeout,
+            what="NotReady",
+        )
+
     def ready(self, kube: Kube) -> bool:
         return node_ready(kube.json("get", "node", self.name))
 

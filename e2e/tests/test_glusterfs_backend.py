@@ -21,9 +21,9 @@ import pytest
 
 from stowage.agent.mounting import server_of
 from stowage.drivers.placement import rendezvous_order
-from stowage_e2e import hosts, scenario
+from stowage_e2e import scenario
 from stowage_e2e.cluster import settings
-from stowage_e2e.gluster import GLUSTERD_PORT, GlusterCluster
+from stowage_e2e.gluster import GLUSTERD_PORT, GlusterCluster, quota_pool
 from stowage_e2e.helpers import (
     MOUNTS_DIR,
     OVERFILL,
@@ -48,17 +48,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def gluster(cluster: object) -> Iterator[GlusterCluster]:
-    """One replica-3 Gluster pool for the module, with quota on as an admin would have it; each
-    test mounts it through its own backend."""
-    servers = hosts.create_hosts(3)
-    try:
-        pool = GlusterCluster.start(servers)
-        pool.enable_quota()
+    """One replica-3 Gluster pool with quota for the module; each test has its own backend."""
+    with quota_pool(3) as pool:
         yield pool
-        pool.stop()
-    finally:
-        for host in servers:
-            hosts.remove_host(host)
 
 
 @pytest.fixture

@@ -2,10 +2,11 @@
 
 For each claim the helper on the chosen node creates an RBD image (`rbd create`, as the user of
 the backend's Secret), attaches it as a block device and mounts its file system below
-/var/lib/stowage/volumes; pods get a `local` PV of that mount. This kernel has no rbd module, so
-the path exercised here is rbd-fuse (one per backend and node, showing the pool's images as
-files) plus a loop device; the kernel `rbd map` path needs a node with the module (the kind
-path). The test looks at the pool through the cluster's admin (`rbd info`).
+/var/lib/stowage/volumes; pods get a `local` PV of that mount. Where the node's kernel has the
+rbd module (the VM node, Debian's kernel) the image is attached with `rbd map`; this machine's
+kernel has none, so there the path is rbd-fuse (one per backend and node, showing the pool's
+images as files) plus a loop device. The tests look at the pool through the cluster's admin
+(`rbd info`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 from stowage_e2e import hosts, scenario
 from stowage_e2e.ceph import RBD_CLIENT_CAPS, CephCluster
+from stowage_e2e.cluster import settings
 from stowage_e2e.helpers import (
     MOUNTS_DIR,
     backend_events,
@@ -33,6 +35,8 @@ from stowage_e2e.helpers import (
 )
 from stowage_e2e.install import Images
 from stowage_e2e.kube import Kube
+from stowage_e2e.node_shell import NodeShell, mount_source_on, output
+from stowage_e2e.vm_nodes import AnyNode, VmNode
 
 pytestmark = pytest.mark.e2e
 
@@ -155,3 +159,46 @@ def test_a_claim_is_an_image_mounted_through_rbd_fuse_and_a_loop_and_goes_with_d
               "--timeout=90s")  # fmt: skip
     assert image_info(ceph, image) is None, "Delete left the image in the pool"
     assert source_at(path) is None
+
+
+def test_on_a_kernel_with_rbd_a_claim_is_a_mapped_image_and_goes_with_delete(
+    kube: Kube,
+    namespace: str,
+    ceph: CephCluster,
+    new_backend: Callable[..., str],
+    kernel_node: VmNode | AnyNode,
+    kernel_node_shell: NodeShell,
+) -> None:
+    name = new_backend(mount=kernel_node.mount_settings())
+    scenario.wait_ready(kube, name)
+    wait_for_label(kube, name, "ready", node=kernel_node.name)
+
+    kube.apply(scenario.claim("data", name, "20Mi"), namespace)
+    text = f"through rbd map {uuid.uuid4()}"
+    pod = scenario.script_pod("writer", "data", settings().base_image, WRITE.format(text=text))
+    kube.apply(kernel_node.place(pod), namespace)
+    volume = scenario.bound_volume(kube, "data", namespace)
+    image = volume["metadata"]["annotations"]["stowage.io/block-volume"]
+    path = volume["spec"]["local"]["path"]
+    kube.wait_for_pod_phase("writer", namespace, phases=("Running",), timeout=300)
+    log = wait_for_log(kube, namespace, "writer", "size_kib=", timeout=120)
+    print(f"\n{log}")
+    assert log.splitlines()[0] == text
+
+    # The kernel's rbd device of the image holds the mount; no rbd-fuse on that node.
+    info = image_info(ceph, image)
+    assert info is not None and info["size"] == 20 * MiB
+    device = mount_source_on(kernel_node_shell, path) or ""
+    assert device.startswith("/dev/rbd"), device
+    rbd_id = device.removeprefix("/dev/rbd")
+    assert output(kernel_node_shell, "cat", f"/sys/bus/rbd/devices/{rbd_id}/name").strip() == image
+    assert mount_source_on(kernel_node_shell, str(MOUNTS_DIR / name)) is None
+    assert output(kernel_node_shell, "cat", f"{path}/hello.txt").strip() == text
+
+    kube.delete("pod", "writer", namespace, wait=True)
+    kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
+    kube.text("wait", "--for=delete", f"persistentvolume/{volume['metadata']['name']}",
+              "--timeout=120s")  # fmt: skip
+    assert image_info(ceph, image) is None, "Delete left the image in the pool"
+    assert mount_source_on(kernel_node_shell, path) is None
+    assert output(kernel_node_shell, "ls", "/sys/bus/rbd/devices").split() == []

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stowage.agent import mounting, quota, runner
+from stowage.agent import capacity, mounting, quota, runner
 from stowage.agent.claim_data import (
     NewDirectory,
     archive_directory_below,
@@ -20,7 +20,7 @@ from stowage.agent.claim_data import (
 )
 from stowage.agent.metrics import AgentMetrics
 from stowage.api.backend import StorageBackend
-from stowage.drivers.base import BackendRef, HostMount, NodeVolume
+from stowage.drivers.base import BackendRef, FileSystemSpace, HostMount, NodeVolume
 from stowage.drivers.placement import rendezvous_order
 from stowage.objects.helper_daemonset import HelperSettings, helper_daemonset
 from stowage.reconcilers import driving
@@ -296,7 +296,10 @@ def test_quota_is_kept_where_the_type_has_it_unless_the_backend_turns_it_off() -
 
 
 def mounted_node(name: str, backend: str, value: str = "ready") -> dict[str, Any]:
-    return {"metadata": {"name": name, "labels": {f"mount.stowage.io/{backend}": value}}}
+    return {
+        "metadata": {"name": name, "labels": {f"mount.stowage.io/{backend}": value}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
 
 
 def test_the_directory_is_asked_of_a_mounted_node_and_then_of_the_next() -> None:
@@ -474,6 +477,18 @@ def test_host_path_gets_helpers_only_with_quota_and_they_archive_its_directories
     plan = driving.release_volume("local", backend, volume)
     request = driving.helper_release_request(plan, backend, nodes)
     assert request is not None and request["stowage.io/release"] == "Archive"
+
+
+def test_host_path_with_quota_reports_the_free_bytes_of_its_base_path(tmp_path: Path) -> None:
+    assert driving.capacity_source("local", model({"hostPath": {"path": "/srv/s"}})) is None
+    source = driving.capacity_source("local", model(HOST_PATH_QUOTA))
+    assert source == FileSystemSpace("/srv/stowage")
+    stats = os.statvfs(tmp_path)
+    measured = capacity.free_bytes(FileSystemSpace(str(tmp_path)))
+    # What a user's `df` shows as available there, give or take what changed in between.
+    assert abs(measured - stats.f_bavail * stats.f_frsize) < 64 * 2**20
+    with pytest.raises(OSError):
+        capacity.free_bytes(FileSystemSpace(str(tmp_path / "missing")))
 
 
 def test_a_persistent_directory_is_archived_beside_a_scratch_one_only_deleted(

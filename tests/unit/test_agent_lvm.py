@@ -10,7 +10,7 @@ import pytest
 
 from stowage.agent import lvm, runner
 from stowage.api.backend import StorageBackend
-from stowage.drivers.base import LogicalVolume, NodeVolume
+from stowage.drivers.base import LogicalVolume, NodeVolume, VolumeGroupSpace
 from stowage.objects.helper_daemonset import HelperSettings
 from stowage.reconcilers import driving
 
@@ -44,7 +44,8 @@ def node(name: str, free: str | None = None) -> dict[str, Any]:
             "name": name,
             "labels": {"mount.stowage.io/fast": "ready"},
             "annotations": annotations,
-        }
+        },
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
     }
 
 
@@ -89,9 +90,9 @@ def test_the_lvm_helper_works_in_the_nodes_dev_and_reports_a_thick_groups_free_s
     assert daemonset is not None
     pod = daemonset["spec"]["template"]["spec"]
     assert {"name": "host-directory-0", "mountPath": "/dev"} in pod["containers"][0]["volumeMounts"]
-    assert driving.volume_group("fast", model()) == "vg-data"
+    assert driving.capacity_source("fast", model()) == VolumeGroupSpace("vg-data")
     # A thin pool's room is not the group's: not reported, not weighed.
-    assert driving.volume_group("fast", model(thinPool="pool0")) is None
+    assert driving.capacity_source("fast", model(thinPool="pool0")) is None
 
 
 def test_the_node_choice_follows_the_free_space_the_helpers_report() -> None:

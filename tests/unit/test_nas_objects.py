@@ -85,6 +85,14 @@ def test_two_replicas_are_two_server_pods_each_serving_only_while_it_holds_the_l
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
 
 
+def test_the_servers_tolerate_what_the_backend_s_helpers_tolerate() -> None:
+    toleration = {"key": "node.example/storage", "operator": "Exists", "effect": "NoSchedule"}
+    pod = nas.server_deployment(share(), "img", "IfNotPresent", [toleration])["spec"]["template"]
+    assert pod["spec"]["tolerations"] == [toleration]
+    untainted = nas.server_deployment(share(), "img", "IfNotPresent")["spec"]["template"]
+    assert "tolerations" not in untainted["spec"]
+
+
 def test_the_servers_may_hold_their_own_lease_and_nothing_else() -> None:
     ref = share()
     (rule,) = nas.server_role(ref)["rules"]

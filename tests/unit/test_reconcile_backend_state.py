@@ -139,7 +139,10 @@ def test_deletion_wait_names_the_volumes() -> None:
 
 def test_nodes_where_the_helper_failed_make_the_backend_degraded() -> None:
     nodes = [
-        {"metadata": {"name": f"node-{i}", "labels": {"mount.stowage.io/files": state}}}
+        {
+            "metadata": {"name": f"node-{i}", "labels": {"mount.stowage.io/files": state}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        }
         for i, state in enumerate(["ready", "failed", "ready", "failed"])
     ] + [{"metadata": {"name": "unlabelled"}}]
     mounts = node_mounts("files", nodes)
@@ -159,7 +162,8 @@ def test_a_backend_no_node_can_use_is_not_ready_and_says_why() -> None:
                 "name": name,
                 "labels": {"mount.stowage.io/files": "failed"},
                 "annotations": {annotation: f"10.0.0.1 does not export /gone ({name})"},
-            }
+            },
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
         }
         for name in ("node-b", "node-a")
     ]
@@ -171,3 +175,24 @@ def test_a_backend_no_node_can_use_is_not_ready_and_says_why() -> None:
     assert "node node-a: 10.0.0.1 does not export /gone (node-a)" in condition.message
     one_ready = dataclasses.replace(facts, mounted_nodes=("node-c",))
     assert ready_condition(one_ready, StorageType.NFS).status.value == "True"
+
+
+def test_a_node_that_is_not_ready_is_reported_lost_whatever_its_label_says() -> None:
+    def node(name: str, label: str, ready: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name, "labels": {"mount.stowage.io/files": label}},
+            "status": {"conditions": [{"type": "Ready", "status": ready}]},
+        }
+
+    nodes = [
+        node("a", "ready", "True"),
+        node("b", "ready", "Unknown"),
+        node("c", "failed", "False"),
+    ]
+    mounts = node_mounts("files", nodes)
+    assert mounts == {"ready": ["a"], "lost": ["b", "c"]}
+    facts = Facts(mounted_nodes=("a",), lost_nodes=tuple(mounts["lost"]))
+    condition = degraded_condition(facts)
+    assert (condition.status.value, condition.reason) == ("True", "NodeLost")
+    assert condition.message.startswith("2 node(s) that used the backend are not Ready: b, c;")
+    assert ready_condition(facts, StorageType.GLUSTERFS).status.value == "True"

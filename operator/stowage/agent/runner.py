@@ -43,6 +43,7 @@ from stowage.agent import (
     node_volumes,
     rbd,
 )
+from stowage.agent.capacity import free_bytes
 from stowage.agent.claim_data import (
     NewDirectory,
     archive_directory_below,
@@ -138,7 +139,7 @@ class Agent:
         self._detached_clients: list[int] = []
         self._metrics = AgentMetrics(settings.backend)
         self._last_claim_failure: dict[str, str] = {}  # by claim uid: one Event per failure
-        self._reported_free: int | None = None  # the volume group's, as last annotated
+        self._reported_free: int | None = None  # the backend's free bytes, as last annotated
         self._synced: dict[str, float] = {}  # checkout path -> when it was last brought up to date
 
     def run(self) -> int:
@@ -516,14 +517,14 @@ class Agent:
             self.keep_clients_beyond_restart(backend, fuse_mount)
 
     def report_capacity(self, model: StorageBackend) -> None:
-        """Annotates the node with the free bytes of the backend's volume group here (0 when
-        the node has no such group), for the operator's choice of node; when it changes."""
-        group = driving.volume_group(self._settings.backend, model)
-        if group is None:
+        """Annotates the node with the free bytes the backend has here (0 when this node has
+        no such group or directory), for the operator's choice of node; when it changes."""
+        source = driving.capacity_source(self._settings.backend, model)
+        if source is None:
             return
         try:
-            free = lvm.free_bytes(group)
-        except lvm.LvmError as error:
+            free = free_bytes(source)
+        except (lvm.LvmError, OSError) as error:
             logger.warning("node %s: %s", self._settings.node, error)
             free = 0
         if free == self._reported_free:

@@ -768,6 +768,9 @@ class NodeMountCounts(ApiModel):
 
     mounted: int = Field(default=0, ge=0, description="Nodes where the mount is healthy.")
     failed: int = Field(default=0, ge=0, description="Nodes where the mount failed.")
+    lost: int = Field(
+        default=0, ge=0, description="Nodes with the backend whose kubelet is not Ready."
+    )
 
 
 class StorageBackendStatus(ResourceStatus):

@@ -94,6 +94,29 @@ class ClaimRequest:
 
 
 @dataclass(frozen=True)
+class VolumeGroupSpace:
+    """The free extents of an LVM volume group."""
+
+    volume_group: str
+
+
+@dataclass(frozen=True)
+class FileSystemSpace:
+    """The free bytes of the file system holding a directory."""
+
+    path: str
+
+
+CapacitySource = VolumeGroupSpace | FileSystemSpace
+
+
+def node_ready(node: Mapping[str, Any]) -> bool:
+    """The node's kubelet says it is Ready (not NotReady, nor Unknown: a lost node)."""
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+@dataclass(frozen=True)
 class CandidateNode:
     """A node a node-local volume could be placed on."""
 
@@ -109,7 +132,8 @@ class CandidateNode:
             name=metadata["name"],
             labels=dict(metadata.get("labels") or {}),
             annotations=dict(metadata.get("annotations") or {}),
-            schedulable=not (node.get("spec") or {}).get("unschedulable", False),
+            schedulable=node_ready(node)
+            and not (node.get("spec") or {}).get("unschedulable", False),
         )
 
     def free_bytes(self, backend_name: str) -> int | None:
@@ -450,9 +474,10 @@ class Driver(Protocol):
         """Node directories outside /var/lib/stowage that the helper works in."""
         ...
 
-    def volume_group(self, backend: BackendRef) -> str | None:
-        """The LVM volume group whose free bytes the helper reports on its node (as the node
-        annotation `capacity.stowage.io/<backend>`); None for other types."""
+    def capacity_source(self, backend: BackendRef) -> CapacitySource | None:
+        """What the helper measures the free bytes of on its node (reported as the node
+        annotation `capacity.stowage.io/<backend>`, weighed when a node is chosen); None for
+        types whose volumes take no room of a node."""
         ...
 
     def release(self, backend: BackendRef, volume: ProvisionedVolume) -> ReleasePlan: ...

@@ -13,6 +13,7 @@ from stowage.drivers.base import (
     PROVISIONER,
     AccessMode,
     BackendRef,
+    CapacitySource,
     ClaimRequest,
     HostMount,
     NodeRequirement,
@@ -187,7 +188,7 @@ class BaseDriver(Generic[SpecT]):
     def host_directories(self, backend: BackendRef) -> tuple[str, ...]:
         return ()
 
-    def volume_group(self, backend: BackendRef) -> str | None:
+    def capacity_source(self, backend: BackendRef) -> CapacitySource | None:
         return None
 
     def persistent_volume_source(self, backend: BackendRef, plan: VolumePlan) -> dict[str, Any]:

@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from stowage.api.backend import HostPathSpec, StorageType
-from stowage.drivers.base import BackendRef, NodeVolume, ProvisionedVolume, VolumePlan
+from stowage.drivers.base import (
+    BackendRef,
+    CapacitySource,
+    FileSystemSpace,
+    NodeVolume,
+    ProvisionedVolume,
+    VolumePlan,
+)
 from stowage.drivers.local import NodeDirectoryDriver
 
 
@@ -27,6 +34,13 @@ class HostPathDriver(NodeDirectoryDriver[HostPathSpec]):
 
     def root_directory(self, backend: BackendRef) -> tuple[str, str]:
         return "hostPath.path", self.type_spec(backend).path
+
+    def capacity_source(self, backend: BackendRef) -> CapacitySource | None:
+        # Only with quota has the backend helpers to measure it. Subvolumes are thin: the
+        # claims' sizes are not taken off, only what is written.
+        if not self.prepares_on_node(backend):
+            return None
+        return FileSystemSpace(self.root_directory(backend)[1])
 
     def listed_nodes(self, backend: BackendRef) -> Sequence[str]:
         return self.type_spec(backend).nodes

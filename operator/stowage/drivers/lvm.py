@@ -17,10 +17,12 @@ from typing import ClassVar
 from stowage.api.backend import LvmSpec, StorageType
 from stowage.drivers.base import (
     BackendRef,
+    CapacitySource,
     ClaimRequest,
     DataLocation,
     LogicalVolume,
     NodeVolume,
+    VolumeGroupSpace,
     VolumeKind,
     VolumeMode,
 )
@@ -83,7 +85,7 @@ class LvmDriver(NodePinnedDriver[LvmSpec]):
         # kubelet finds a Block volume's device.
         return ("/dev",)
 
-    def volume_group(self, backend: BackendRef) -> str | None:
+    def capacity_source(self, backend: BackendRef) -> CapacitySource | None:
         # A thin pool's free space is not the volume group's; its claims are not weighed.
         spec = self.type_spec(backend)
-        return None if spec.thin_pool else spec.volume_group
+        return None if spec.thin_pool else VolumeGroupSpace(spec.volume_group)

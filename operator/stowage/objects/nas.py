@@ -294,7 +294,11 @@ def _spread_over_nodes(share: ShareRef) -> Json:
     }
 
 
-def server_deployment(share: ShareRef, image: str, image_pull_policy: str) -> Json:
+def server_deployment(
+    share: ShareRef, image: str, image_pull_policy: str, tolerations: Sequence[Json] = ()
+) -> Json:
+    """The share's server pods; `tolerations` are those of the backend's helpers, so that a
+    server may run on every node where the data claim can be mounted (a tainted one too)."""
     selector = server_labels(share)
     containers = []
     volumes: list[Json] = [
@@ -343,6 +347,7 @@ def server_deployment(share: ShareRef, image: str, image_pull_policy: str) -> Js
                     "serviceAccountName": share.server_name,
                     "terminationGracePeriodSeconds": 10,
                     "affinity": _spread_over_nodes(share),
+                    **({"tolerations": list(tolerations)} if tolerations else {}),
                     "containers": containers,
                     "volumes": volumes,
                 },

@@ -14,11 +14,13 @@ from pydantic import ValidationError
 
 from stowage.api.backend import StorageBackend, StorageType
 from stowage.api.common import API_VERSION, Condition
-from stowage.drivers.base import mount_failure_annotation, mount_label
+from stowage.drivers.base import mount_failure_annotation, mount_label, node_ready
 from stowage.kube import Json
 from stowage.status import DEGRADED, READY, desired, merge, transitions
 
 APPLIED_HASH_ANNOTATION = "stowage.io/applied-hash"
+# node_mounts' key for the nodes whose kubelet is not Ready.
+NODE_LOST = "lost"
 # A StorageClass can change none of these once created: a change means delete and recreate.
 IMMUTABLE_STORAGE_CLASS_FIELDS = (
     "provisioner",
@@ -43,6 +45,7 @@ class Reason:
     STATIC_VOLUMES_FAILED = "StaticVolumesFailed"
     HELPER_FAILED = "HelperFailed"
     MOUNT_FAILED = "MountFailed"
+    NODE_LOST = "NodeLost"
     PORTAL_UNREACHABLE = "PortalUnreachable"
 
 
@@ -91,6 +94,8 @@ class Facts:
     helper_error: str | None = None
     mount_failed_nodes: tuple[str, ...] = ()
     mounted_nodes: tuple[str, ...] = ()
+    # Nodes with a mount label whose kubelet is not Ready: what their helper said last is stale.
+    lost_nodes: tuple[str, ...] = ()
     # "node: why" for failed nodes whose helper said why.
     mount_failures: tuple[str, ...] = ()
     # "portal: why" for each server the operator could not open a TCP connection to.
@@ -166,6 +171,15 @@ def degraded_condition(facts: Facts) -> Condition:
             f"{listed(failed)}; their volumes are not scheduled there (see the backend's "
             "MountFailed Events)",
         )
+    if facts.lost_nodes:
+        return desired(
+            DEGRADED,
+            True,
+            Reason.NODE_LOST,
+            f"{len(facts.lost_nodes)} node(s) that used the backend are not Ready: "
+            f"{listed(facts.lost_nodes)}; their mounts and volumes cannot be checked, and no new "
+            "volume goes there until they are back",
+        )
     if facts.unreachable_servers:
         return desired(
             DEGRADED,
@@ -189,13 +203,15 @@ def mount_failures(backend_name: str, nodes: Sequence[Mapping[str, Any]]) -> tup
 
 
 def node_mounts(backend_name: str, nodes: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
-    """Node names by the value of their mount label for the backend (ready, failed)."""
+    """Node names by the value of their mount label for the backend (ready, failed), and
+    under NODE_LOST those with a label whose kubelet is not Ready (whatever the label says)."""
     label = mount_label(backend_name)
     found: dict[str, list[str]] = {}
     for node in nodes:
         value = ((node.get("metadata") or {}).get("labels") or {}).get(label)
         if value:
-            found.setdefault(value, []).append(node["metadata"]["name"])
+            key = value if node_ready(node) else NODE_LOST
+            found.setdefault(key, []).append(node["metadata"]["name"])
     return found
 
 

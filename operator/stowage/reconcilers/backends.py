@@ -34,6 +34,7 @@ from stowage.objects.helper_daemonset import HelperSettings
 from stowage.reconcilers import driving, indexes
 from stowage.reconcilers.applying import apply_drifted
 from stowage.reconcilers.backend_state import (
+    NODE_LOST,
     Facts,
     SecretFinding,
     degraded_condition,
@@ -119,14 +120,17 @@ class BackendReconciler:
             if driving.has_helpers(model):
                 mounts = node_mounts(name, nodes)
                 failed = tuple(mounts.get(MOUNT_FAILED, ()))
+                lost = tuple(mounts.get(NODE_LOST, ()))
                 observed["nodes"] = {
                     "mounted": len(mounts.get(MOUNT_READY, ())),
                     "failed": len(failed),
+                    "lost": len(lost),
                 }
                 facts = dataclasses.replace(
                     facts,
                     mount_failed_nodes=failed,
                     mounted_nodes=tuple(mounts.get(MOUNT_READY, ())),
+                    lost_nodes=lost,
                     mount_failures=mount_failures(name, nodes),
                 )
         conditions = [ready_condition(facts, storage_type), degraded_condition(facts)]

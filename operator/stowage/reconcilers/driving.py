@@ -24,6 +24,7 @@ from stowage.drivers.base import (
     RELEASE_ANNOTATION,
     AccessMode,
     BackendRef,
+    CapacitySource,
     ClaimRequest,
     HostMount,
     NodeVolume,
@@ -51,6 +52,7 @@ __all__ = [
     "SecretNeed",
     "Unprovisionable",
     "allows_many_writers",
+    "capacity_source",
     "claim_volume",
     "csi_driver_name",
     "has_directory_quota",
@@ -72,7 +74,6 @@ __all__ = [
     "storage_class",
     "validate",
     "volume_for_claim",
-    "volume_group",
 ]
 
 
@@ -299,9 +300,9 @@ def node_volume(name: str, model: StorageBackend, volume: Mapping[str, Any]) -> 
     return driver.node_volume(_ref(name, model), ProvisionedVolume.from_manifest(volume))
 
 
-def volume_group(name: str, model: StorageBackend) -> str | None:
-    """The LVM volume group whose free bytes the helpers report on their nodes."""
-    return driver_for(model.spec.storage_type).volume_group(_ref(name, model))
+def capacity_source(name: str, model: StorageBackend) -> CapacitySource | None:
+    """What the helpers measure the free bytes of on their nodes."""
+    return driver_for(model.spec.storage_type).capacity_source(_ref(name, model))
 
 
 def _pinned_node(name: str, claim: Mapping[str, Any]) -> str | None:

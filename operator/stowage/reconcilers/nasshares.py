@@ -145,7 +145,10 @@ class ShareReconciler:
         storage_class = driving.storage_class(share.spec.backend, model)["metadata"]["name"]
         settings = self._runtime.settings
         server = nas.server_deployment(
-            share, settings.helper_image, settings.helper_image_pull_policy
+            share,
+            settings.helper_image,
+            settings.helper_image_pull_policy,
+            [toleration.to_manifest() for toleration in model.spec.mount.tolerations],
         )
         shared = driving.allows_many_writers(model)
         try:
