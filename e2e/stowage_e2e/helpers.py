@@ -46,7 +46,10 @@ def wait_for_label(
     kube: Kube, backend: str, value: str | None, timeout: float = 180, node: str | None = None
 ) -> None:
     """Waits until the node's (the first node's, unless named) mount label of `backend` is
-    `value` (None: removed)."""
+    `value` (None: removed). A VM node gets at least 6 minutes: the first helper there after
+    its boot starts a 790 MB image under emulation, slower still while the other VM is busy."""
+    if node in settings().vm_node_names:
+        timeout = max(timeout, 360)
     kube.wait_for(
         "node",
         node or settings().node_name,
