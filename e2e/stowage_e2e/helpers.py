@@ -113,12 +113,6 @@ def wait_for_condition(
     return condition(found) or {}
 
 
-def node_counts(kube: Kube, backend: str) -> dict[str, int]:
-    """The backend's status.nodes: how many nodes have it mounted, failed, lost."""
-    counts: dict[str, int] = kube.get("storagebackend", backend)["status"].get("nodes") or {}
-    return counts
-
-
 def kernel_has_client(*file_systems: str) -> bool:
     """Whether this kernel can mount any of `file_systems` (the kubelet's and the helper's
     kernel mounts need it; modules cannot be loaded on the project's test machines)."""

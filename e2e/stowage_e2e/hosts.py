@@ -142,23 +142,6 @@ class TestHost:
         for chain, rule in self._cut_rules():
             self._drop_rule(chain, rule)
 
-    def _peer_rules(self, peer: str) -> list[tuple[str, list[str]]]:
-        comment = ["-m", "comment", "--comment", CUT_COMMENT]
-        return [
-            ("INPUT", ["-s", peer, *comment, "-j", "DROP"]),
-            ("OUTPUT", ["-d", peer, *comment, "-j", "DROP"]),
-        ]
-
-    def cut_off_from(self, peer: str) -> None:
-        """Drops every packet to and from address `peer` alone (one node, say)."""
-        for chain, rule in self._peer_rules(peer):
-            self._ensure_rule(chain, rule)
-
-    def reconnect(self, peer: str) -> None:
-        """Undoes `cut_off_from(peer)`."""
-        for chain, rule in self._peer_rules(peer):
-            self._drop_rule(chain, rule)
-
     def refuse(self, port: int) -> None:
         """TCP connections to PORT get a reset (connection refused)."""
         self._ensure_rule("INPUT", self._refuse_rule(port))

@@ -26,7 +26,7 @@ LOCAL = LocalShell()
 
 def _lvm(tool: str, *args: str, shell: NodeShell) -> list[str]:
     # The node's own device-mapper, not this machine's, decides whether LVs are activated.
-    device_mapper = None if shell is LOCAL else True
+    device_mapper = None if isinstance(shell, LocalShell) else True
     return lvm.lvm_command(tool, *args, device_mapper=device_mapper)
 
 

@@ -17,6 +17,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from stowage.drivers.base import node_ready
 from stowage_e2e.cluster import E2E_DIR, settings
 from stowage_e2e.kube import Kube
 
@@ -42,22 +43,6 @@ class VmNode:
 
     def restore(self) -> None:
         self._vm("restore")
-
-    def address(self, kube: Kube) -> str:
-        """Its InternalIP: where its kubelet, helpers and pods' traffic come from."""
-        addresses = kube.json("get", "node", self.name)["status"]["addresses"]
-        return str(next(a["address"] for a in addresses if a["type"] == "InternalIP"))
-
-    def wait_not_ready(self, kube: Kube, timeout: float = 180) -> None:
-        """Until the node controller has noticed the node is gone (NotReady or Unknown)."""
-        kube.wait_for(
-            "node",
-            self.name,
-            None,
-            lambda node: not node_ready(node),
-            timeout=timeout,
-            what="NotReady",
-        )
 
     def ready(self, kube: Kube) -> bool:
         return node_ready(kube.json("get", "node", self.name))
@@ -97,11 +82,6 @@ class AnyNode:
 
     def mount_settings(self) -> dict[str, Any]:
         return {}
-
-
-def node_ready(node: dict[str, Any]) -> bool:
-    conditions = (node.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def vm_nodes() -> list[VmNode]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from stowage.drivers.base import node_ready
 from stowage_e2e import cluster as cluster_module
 from stowage_e2e.cluster import settings
 from stowage_e2e.fixtures import ClusterHandle, TestHostFactory
@@ -23,7 +24,6 @@ from stowage_e2e.hosts import TestHost
 from stowage_e2e.images import TOOLS_CONTEXT, ImageBuilder
 from stowage_e2e.install import OperatorLogs
 from stowage_e2e.kube import Kube, KubectlError, pod
-from stowage_e2e.vm_nodes import node_ready
 
 pytestmark = pytest.mark.e2e
 
