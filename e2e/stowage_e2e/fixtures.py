@@ -10,6 +10,7 @@ Fixtures:
     test_hosts     (test)    a factory of network-namespace test hosts, removed after the test
     image_builder  (session) builds Dockerfiles and imports the images into the cluster
     unreachable_host (session) a test host that is cut off: a server there never answers
+    ganesha        (test)    NFS-Ganesha on a new test host, exporting `/export` (empty)
     vm_node        (test)    the first VM worker node (Debian's kernel); put back as it was
                    (booted, connected, Ready) after any test that killed or cut it off
     kernel_node    (test)    where pods and helpers get the kernel NFS, CIFS, iSCSI, RBD
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ from stowage_e2e.guard import Guard
 from stowage_e2e.images import ImageBuilder
 from stowage_e2e.kube import Kube
 from stowage_e2e.node_shell import LocalShell, NodeShell, PodShell
+from stowage_e2e.servers import NfsGanesha, export_on_disk
 from stowage_e2e.vm_nodes import AnyNode, VmNode, vm_nodes
 
 LIFECYCLE_MARKER = "cluster_lifecycle"
@@ -177,6 +180,15 @@ def unreachable_host(cluster: ClusterHandle) -> Iterator[hosts_module.TestHost]:
     host.cut_off()
     yield host
     hosts_module.remove_host(host)
+
+
+@pytest.fixture
+def ganesha(test_hosts: TestHostFactory) -> Iterator[NfsGanesha]:
+    host = test_hosts.one()
+    shutil.rmtree(export_on_disk(host.name), ignore_errors=True)
+    server = NfsGanesha.start(host, {str(export_on_disk(host.name)): "/export"})
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from stowage.agent.mounting import fuse_client_pids, mount_source
-from stowage.drivers.base import BACKEND_LABEL, mount_label
+from stowage.drivers.base import BACKEND_LABEL, capacity_annotation, mount_label
 from stowage.objects.helper_daemonset import helper_name
 from stowage_e2e import scenario
 from stowage_e2e.cluster import settings
@@ -58,6 +58,31 @@ def wait_for_label(
         timeout=timeout,
         what=f"{mount_label(backend)}={value}",
     )
+
+
+def capacity_of(node: dict[str, Any], backend: str) -> int | None:
+    """The free bytes of `backend` the node's helper annotated on it (None: none yet)."""
+    value = (node["metadata"].get("annotations") or {}).get(capacity_annotation(backend))
+    return None if value is None else int(value)
+
+
+def wait_for_capacity(
+    kube: Kube, node: str, backend: str, free: int | None = None, timeout: float = 120
+) -> int:
+    """The free bytes the helper on `node` reports for `backend`, once they are `free` (or
+    once there are any, if None)."""
+    found = kube.wait_for(
+        "node",
+        node,
+        None,
+        lambda body: (
+            (capacity_of(body, backend) is not None)
+            and (free is None or capacity_of(body, backend) == free)
+        ),
+        timeout=timeout,
+        what=f"node {node} annotated with {free or 'its'} free bytes of {backend}",
+    )
+    return capacity_of(found, backend) or 0
 
 
 def events_about(kube: Kube, namespace: str, name: str, reason: str) -> list[dict[str, Any]]:
@@ -212,8 +237,11 @@ def restart_helper(kube: Kube, backend: str) -> None:
 
 
 @pytest.fixture
-def backend_factory(kube: Kube, stowage_installed: Images) -> Iterator[Callable[..., str]]:
-    """`backend_factory(prefix, spec)`: a StorageBackend of that spec, named `<prefix>-<random>`."""
+def backend_factory(
+    kube: Kube, namespace: str, stowage_installed: Images
+) -> Iterator[Callable[..., str]]:
+    """`backend_factory(prefix, spec)`: a StorageBackend of that spec, named `<prefix>-<random>`;
+    after the test, the namespace's pods and claims go, then the backends."""
     created: list[str] = []
 
     def create(prefix: str, spec: dict[str, Any]) -> str:
@@ -223,8 +251,7 @@ def backend_factory(kube: Kube, stowage_installed: Images) -> Iterator[Callable[
         return name
 
     yield create
-    for name in created:
-        kube.delete("storagebackend", name, wait=True)
+    remove_backends(kube, namespace, created)
 
 
 def assert_secret_nowhere(kube: Kube, backend: str, secret: str, what: str) -> None:

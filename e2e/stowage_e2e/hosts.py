@@ -142,6 +142,23 @@ class TestHost:
         for chain, rule in self._cut_rules():
             self._drop_rule(chain, rule)
 
+    def _peer_rules(self, address: str) -> list[tuple[str, list[str]]]:
+        comment = ["-m", "comment", "--comment", CUT_COMMENT]
+        return [
+            ("INPUT", ["-s", address, *comment, "-j", "DROP"]),
+            ("OUTPUT", ["-d", address, *comment, "-j", "DROP"]),
+        ]
+
+    def cut_off_from(self, address: str) -> None:
+        """Drops every packet between the host and `address` alone (a VM node, say)."""
+        for chain, rule in self._peer_rules(address):
+            self._ensure_rule(chain, rule)
+
+    def reconnect(self, address: str) -> None:
+        """Undoes `cut_off_from(address)`."""
+        for chain, rule in self._peer_rules(address):
+            self._drop_rule(chain, rule)
+
     def refuse(self, port: int) -> None:
         """TCP connections to PORT get a reset (connection refused)."""
         self._ensure_rule("INPUT", self._refuse_rule(port))

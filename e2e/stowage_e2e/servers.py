@@ -121,6 +121,11 @@ NFS_KRB5 {{ Active_krb5 = false; }}
     return "\n".join(blocks)
 
 
+def export_on_disk(host_name: str) -> Path:
+    """Where the `ganesha` fixture's server keeps its export `/export`."""
+    return SERVERS_DIR / host_name / "export"
+
+
 @dataclass
 class NfsGanesha:
     """An NFS-Ganesha server on one test host."""

@@ -7,7 +7,7 @@ backend's helper only when its `mount` says so (`mount_settings`).
 
 Faults, as a test makes them: `kill()` SIGKILLs the VM's qemu (the node is lost, not drained),
 `start()` boots it again on the same disk, `cut_off()` drops every packet to and from it,
-`restore()` undoes that.
+`restore()` undoes that (`TestHost.cut_off_from(node.address(kube))` cuts it off one host).
 """
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ class VmNode:
 
     def restore(self) -> None:
         self._vm("restore")
+
+    def address(self, kube: Kube) -> str:
+        """The node's InternalIP: its address on the test-host bridge."""
+        addresses = kube.json("get", "node", self.name)["status"]["addresses"]
+        return str(next(a["address"] for a in addresses if a["type"] == "InternalIP"))
 
     def ready(self, kube: Kube) -> bool:
         return node_ready(kube.json("get", "node", self.name))

@@ -21,10 +21,12 @@ import pytest
 
 from stowage.agent.mounting import server_of
 from stowage.drivers.placement import rendezvous_order
+from stowage.objects.helper_daemonset import helper_name
 from stowage_e2e import scenario
 from stowage_e2e.cluster import settings
 from stowage_e2e.gluster import GLUSTERD_PORT, GlusterCluster, quota_pool
 from stowage_e2e.helpers import (
+    HELPERS_NAMESPACE,
     MOUNTS_DIR,
     OVERFILL,
     backend_events,
@@ -42,6 +44,8 @@ from stowage_e2e.helpers import (
 from stowage_e2e.hosts import TestHost
 from stowage_e2e.install import Images
 from stowage_e2e.kube import Kube
+from stowage_e2e.node_shell import NodeShell, mount_source_on
+from stowage_e2e.vm_nodes import VmNode
 
 pytestmark = pytest.mark.e2e
 
@@ -366,4 +370,81 @@ def test_a_volume_without_quota_leaves_the_claim_pending_with_the_reason(
     print(f"\n{failed['message']}")
     assert "gluster volume quota noquota enable" in failed["message"]
     assert claim["status"]["phase"] == "Pending"
+    kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
+
+
+def wait_for_nodes(kube: Kube, backend: str, counts: dict[str, int]) -> dict[str, Any]:
+    """The backend's Degraded condition once its status counts the nodes so."""
+    found = kube.wait_for(
+        "storagebackend",
+        backend,
+        None,
+        lambda body: (body.get("status") or {}).get("nodes") == counts,
+        timeout=120,
+        what=f"status.nodes {counts}",
+    )
+    (condition,) = [c for c in found["status"]["conditions"] if c["type"] == "Degraded"]
+    return dict(condition)
+
+
+def test_each_node_mounts_from_its_assigned_server_and_a_cut_off_node_alone_goes_failed(
+    kube: Kube,
+    namespace: str,
+    gluster: GlusterCluster,
+    two_vm_nodes: tuple[VmNode, VmNode],
+    node_shell_of: Callable[[VmNode], NodeShell],
+    new_backend: Callable[..., str],
+) -> None:
+    """The helper on this machine's node and on both VM nodes. One VM node cut off its three
+    servers goes `failed` alone: pods of the claim are not scheduled there, the other VM node
+    keeps serving; once reconnected it mounts again. (A lost node: test_nas_node_loss.py.)"""
+    cut, other = two_vm_nodes
+    this_node = settings().node_name
+    name = new_backend(mount={"tolerations": [cut.toleration]}, **IMMEDIATE)
+    mount_point = str(MOUNTS_DIR / name)
+    for node in (this_node, cut.name, other.name):
+        wait_for_label(kube, name, "ready", node=node)
+    sources = {
+        this_node: source_at(MOUNTS_DIR / name),
+        **{vm.name: mount_source_on(node_shell_of(vm), mount_point) for vm in two_vm_nodes},
+    }
+    servers = {node: server_of("glusterfs", source or "") for node, source in sources.items()}
+    print(f"\nfirst servers: {servers}")
+    # Each node mounts from the first server of its order in the operator's balanced assignment.
+    order = kube.get("configmap", helper_name(name), HELPERS_NAMESPACE)["data"]
+    assert servers == {node: order[node].split(",")[0] for node in servers}, order
+    assert len(set(servers.values())) >= 2, "three nodes on one server: not balanced"
+
+    kube.apply(scenario.claim("data", name, "1Gi", "ReadWriteMany"), namespace)
+    address = cut.address(kube)
+    for host in gluster.hosts:
+        host.cut_off_from(address)
+    try:
+        wait_for_label(kube, name, "failed", node=cut.name, timeout=420)
+        state = wait_for_nodes(kube, name, {"mounted": 2, "failed": 1, "lost": 0})
+        assert state["reason"] == "MountFailed" and cut.name in state["message"], state
+        kube.apply(cut.place(scenario.writer_pod("on-cut", "data", settings().base_image, "x")),
+                   namespace)  # fmt: skip
+        kube.apply(
+            other.place(scenario.writer_pod("on-other", "data", settings().base_image, "vm")),
+            namespace,
+        )
+        finished = kube.wait_for_pod_phase("on-other", namespace, timeout=300)
+        assert finished["status"]["phase"] == "Succeeded", finished["status"]
+        written = gluster.brick(gluster.hosts[0]) / claim_directory(kube, namespace, name)
+        assert (written / "hello.txt").read_text() == "vm\n"
+        stuck = kube.get("pod", "on-cut", namespace)
+        assert stuck["status"]["phase"] == "Pending", stuck["status"]
+        (unschedulable,) = [c for c in stuck["status"]["conditions"] if c["type"] == "PodScheduled"]
+        assert "didn't match PersistentVolume's node affinity" in unschedulable["message"], (
+            unschedulable
+        )
+        kube.delete("pod", "on-cut", namespace, wait=True)
+    finally:
+        for host in gluster.hosts:
+            host.reconnect(address)
+    wait_for_label(kube, name, "ready", node=cut.name, timeout=420)  # mounted again
+
+    assert wait_for_nodes(kube, name, {"mounted": 3, "failed": 0, "lost": 0})["status"] == "False"
+    kube.delete("pod", "on-other", namespace, wait=True)
     kube.delete("persistentvolumeclaim", "data", namespace, wait=True)

@@ -12,24 +12,32 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from stowage.agent.btrfs import parse_root_id
+from stowage.drivers.base import NODE_ANNOTATION
+from stowage.drivers.common import describe_size
 from stowage_e2e import scenario
-from stowage_e2e.btrfs_volumes import file_system_type, qgroup_limits, run
+from stowage_e2e.btrfs_volumes import btrfs_file_system, file_system_type, qgroup_limits, run
 from stowage_e2e.helpers import (
     OVERFILL,
     finished_log,
+    helper_pods,
     overfilled,
     release_claim,
+    wait_for_capacity,
     wait_for_event,
     wait_for_label,
 )
 from stowage_e2e.install import Images
 from stowage_e2e.kube import Kube
+from stowage_e2e.node_shell import NodeShell
+from stowage_e2e.vm_nodes import VmNode
 
 pytestmark = pytest.mark.e2e
 
@@ -100,3 +108,63 @@ def test_a_base_path_without_quota_leaves_the_claim_pending_with_the_reason(
         kube.delete(claim_kind, "data", namespace, wait=True)
     finally:
         subprocess.run(["rm", "-rf", str(plain)], check=False)
+
+
+def test_a_claim_goes_to_the_node_with_room_and_one_that_fits_nowhere_says_so(
+    kube: Kube,
+    namespace: str,
+    backend_factory: Callable[..., str],
+    two_vm_nodes: tuple[VmNode, VmNode],
+    node_shell_of: Callable[[VmNode], NodeShell],
+) -> None:
+    """The two VM nodes list a base path on btrfs of 512 MiB and of 256 MiB; the helper there
+    reports each one's free bytes, and claims (Immediate) go where they fit."""
+    roomy, small = two_vm_nodes
+    base = f"/var/lib/stowage-e2e/btrfs-{uuid.uuid4().hex[:8]}"
+    sizes = {roomy.name: 512 * MIB, small.name: 256 * MIB}
+    with ExitStack() as file_systems:
+        for node in two_vm_nodes:
+            shell = node_shell_of(node)
+            file_systems.enter_context(btrfs_file_system(base, sizes[node.name], shell))
+        spec = quota_backend(Path(base))
+        spec["hostPath"]["nodes"] = [node.name for node in two_vm_nodes]  # type: ignore[index]
+        name = backend_factory(
+            "btrfstwo",
+            {
+                **spec,
+                "mount": {"tolerations": [roomy.toleration]},
+                "storageClass": {"volumeBindingMode": "Immediate"},
+            },
+        )
+        free = {
+            node.name: wait_for_capacity(kube, node.name, name, timeout=360)
+            for node in two_vm_nodes
+        }
+        print(f"\nfree bytes reported: {free}")
+        assert free[small.name] < 256 * MIB < free[roomy.name] < 512 * MIB
+        assert len(helper_pods(kube, name)) == 2, "a helper on a node the backend does not list"
+
+        def placed(claim: str, size: int) -> str:
+            kube.apply(scenario.claim(claim, name, f"{size // MIB}Mi"), namespace)
+            volume = scenario.bound_volume(kube, claim, namespace)
+            return str(volume["metadata"]["annotations"][NODE_ANNOTATION])
+
+        # Sizes from what was reported: more than the small node has, less than the roomy one.
+        big = (free[small.name] // MIB + 1) * MIB
+        assert placed("big", big) == roomy.name
+        too_big = (free[roomy.name] // MIB + 1) * MIB
+        kube.apply(scenario.claim("too-big", name, f"{too_big // MIB}Mi"), namespace)
+        event = wait_for_event(
+            kube, namespace, "persistentvolumeclaim", "too-big", "ProvisioningFailed"
+        )
+        # (The largest free is a little less than reported before: "big" is a subvolume now.)
+        refusal = f"no node has {describe_size(too_big)} free in backend {name}: the largest free"
+        assert refusal in event["message"], event["message"]
+        assert f"on node {roomy.name}" in event["message"], event["message"]
+        # Both fit 16 MiB; the node already holding a claim's bytes is passed over.
+        assert placed("small", 16 * MIB) == small.name
+        for claim in ("big", "too-big", "small"):
+            kube.delete("persistentvolumeclaim", claim, namespace, wait=True)
+        kube.run("wait", "--for=delete", "persistentvolume", "-l", f"stowage.io/backend={name}",
+                 "--timeout=120s")  # fmt: skip
+        kube.delete("storagebackend", name, wait=True)

@@ -25,6 +25,7 @@ from stowage_e2e.helpers import (
     finished_log,
     release_claim,
     restart_helper,
+    wait_for_capacity,
     wait_for_event,
     wait_for_label,
 )
@@ -62,20 +63,6 @@ def lvm_backend(
 ) -> str:
     """An lvm backend whose helper runs on `node` alone; its name once that helper is ready."""
     return str(backend_factory(prefix, {"lvm": lvm, "mount": node.mount_settings(), **spec}))
-
-
-def wait_for_capacity(kube: Kube, node: str, backend: str, free: int) -> None:
-    kube.wait_for(
-        "node",
-        node,
-        None,
-        lambda node: (
-            (node["metadata"].get("annotations") or {}).get(f"capacity.stowage.io/{backend}")
-            == str(free)
-        ),
-        timeout=120,
-        what=f"node {node} annotated with {free} free bytes of {backend}",
-    )
 
 
 def test_a_filesystem_claim_is_a_mounted_lv_that_outlives_a_helper_restart_and_goes_on_release(

@@ -10,10 +10,9 @@ kernel; this machine's has no NFS client).
 from __future__ import annotations
 
 import hashlib
-import shutil
 import stat
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -30,23 +29,10 @@ from stowage_e2e.helpers import (
     wait_for_label,
 )
 from stowage_e2e.kube import Kube
-from stowage_e2e.servers import SERVERS_DIR, NfsGanesha
+from stowage_e2e.servers import NfsGanesha, export_on_disk
 from stowage_e2e.vm_nodes import AnyNode, VmNode
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def ganesha(test_hosts: TestHostFactory) -> Iterator[NfsGanesha]:
-    host = test_hosts.one()
-    shutil.rmtree(export_on_disk(host.name), ignore_errors=True)
-    server = NfsGanesha.start(host, {str(export_on_disk(host.name)): "/export"})
-    yield server
-    server.stop()
-
-
-def export_on_disk(host_name: str) -> Path:
-    return SERVERS_DIR / host_name / "export"
 
 
 def on_disk(server: NfsGanesha, path: str) -> Path:

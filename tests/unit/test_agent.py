@@ -77,6 +77,22 @@ def test_helper_daemonset_is_privileged_with_bidirectional_stowage_root() -> Non
     assert selector["stowage.io/backend"] == "gluster"
 
 
+def test_the_helper_of_a_backend_that_lists_its_nodes_runs_on_those_nodes_alone() -> None:
+    spec = {
+        "hostPath": {"path": "/srv", "nodes": ["n2", "n1"]},
+        "provisioning": {"enforceQuota": True},
+    }
+    daemonset = driving.helper("listed", model(spec), HELPERS)
+    assert daemonset is not None
+    affinity = daemonset["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+    assert affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] == [
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
+        for node in ("n1", "n2")
+    ]
+    unlisted = driving.helper("all", model(GLUSTER), HELPERS)
+    assert unlisted is not None and "affinity" not in unlisted["spec"]["template"]["spec"]
+
+
 def test_a_long_backend_name_still_makes_a_valid_daemonset_name() -> None:
     daemonset = helper_daemonset(BackendRef("b" * 63, model(GLUSTER).spec), HELPERS)
     assert len(daemonset["metadata"]["name"]) <= 57

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from stowage.api.backend import MountSpec
 from stowage.api.nasshare import NASShare
 from stowage.objects import nas
 from stowage.reconcilers.nasshares import standby_check
@@ -85,12 +86,27 @@ def test_two_replicas_are_two_server_pods_each_serving_only_while_it_holds_the_l
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
 
 
-def test_the_servers_tolerate_what_the_backend_s_helpers_tolerate() -> None:
+def test_with_shared_data_the_standby_must_run_on_another_node() -> None:
+    ref = share()
+    shared = nas.server_deployment(ref, "img", "IfNotPresent", shared_data=True)
+    spread = shared["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    (term,) = spread["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == nas.server_labels(ref)
+    local = nas.server_deployment(ref, "img", "IfNotPresent")["spec"]["template"]["spec"]
+    assert set(local["affinity"]["podAntiAffinity"]) == {
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    }
+
+
+def test_the_servers_run_where_the_backend_s_helpers_run() -> None:
     toleration = {"key": "node.example/storage", "operator": "Exists", "effect": "NoSchedule"}
-    pod = nas.server_deployment(share(), "img", "IfNotPresent", [toleration])["spec"]["template"]
+    mount = MountSpec.model_validate({"nodeSelector": {"nfs": "yes"}, "tolerations": [toleration]})
+    pod = nas.server_deployment(share(), "img", "IfNotPresent", mount)["spec"]["template"]
     assert pod["spec"]["tolerations"] == [toleration]
-    untainted = nas.server_deployment(share(), "img", "IfNotPresent")["spec"]["template"]
-    assert "tolerations" not in untainted["spec"]
+    assert pod["spec"]["nodeSelector"] == {"nfs": "yes"}
+    anywhere = nas.server_deployment(share(), "img", "IfNotPresent", MountSpec())["spec"]
+    assert not {"tolerations", "nodeSelector"} & set(anywhere["template"]["spec"])
 
 
 def test_the_servers_may_hold_their_own_lease_and_nothing_else() -> None:

@@ -8,7 +8,7 @@ they hand the facts in as the types below.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
@@ -472,6 +472,11 @@ class Driver(Protocol):
 
     def host_directories(self, backend: BackendRef) -> tuple[str, ...]:
         """Node directories outside /var/lib/stowage that the helper works in."""
+        ...
+
+    def listed_nodes(self, backend: BackendRef) -> Sequence[str]:
+        """The nodes the spec names as the only ones offering the backend (its volumes go
+        there, its helper runs there alone); empty: every node mount.nodeSelector selects."""
         ...
 
     def capacity_source(self, backend: BackendRef) -> CapacitySource | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from stowage.api.backend import OnDelete, StorageType
@@ -186,6 +186,9 @@ class BaseDriver(Generic[SpecT]):
         return None
 
     def host_directories(self, backend: BackendRef) -> tuple[str, ...]:
+        return ()
+
+    def listed_nodes(self, backend: BackendRef) -> Sequence[str]:
         return ()
 
     def capacity_source(self, backend: BackendRef) -> CapacitySource | None:

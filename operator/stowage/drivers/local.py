@@ -13,7 +13,6 @@ Two placements:
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from stowage.drivers.base import (
@@ -125,10 +124,6 @@ class NodePinnedDriver(LocalVolumeDriver[SpecT]):
     access_modes_reason: ClassVar[str] = (
         "its volumes live on one node, so only ReadWriteOnce or ReadWriteOncePod can be served"
     )
-
-    def listed_nodes(self, backend: BackendRef) -> Sequence[str]:
-        """The nodes the spec names; empty means every node matching mount.nodeSelector."""
-        return ()
 
     def capacity_for(self, backend: BackendRef, claim: ClaimRequest) -> int:
         return claim.requested_bytes

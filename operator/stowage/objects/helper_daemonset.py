@@ -60,9 +60,11 @@ def helper_daemonset(
     host_directories: Sequence[str] = (),
     *,
     credentials: bool = False,
+    nodes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """`credentials`: the backend's type needs a Secret's keys to mount; the pod gets the copy
-    that `helper_credentials_secret` makes, in CREDENTIALS_DIR, readable by the agent alone."""
+    that `helper_credentials_secret` makes, in CREDENTIALS_DIR, readable by the agent alone.
+    `nodes`: the only nodes the backend lists (none: every node its mount settings allow)."""
     name = helper_name(backend.name)
     extra_volumes, extra_mounts = host_directory_volumes(host_directories)
     selector = {COMPONENT_LABEL: HELPER_COMPONENT, **backend_labels(backend.name)}
@@ -125,6 +127,18 @@ def helper_daemonset(
         pod_spec["nodeSelector"] = dict(mount.node_selector)
     if mount.tolerations:
         pod_spec["tolerations"] = [toleration.to_manifest() for toleration in mount.tolerations]
+    if nodes:
+        # By name, as the DaemonSet controller itself pins each pod (not every node's
+        # hostname label is its name); a field selector takes one name, so a term a node.
+        terms = [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
+            for node in sorted(nodes)
+        ]
+        pod_spec["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}
+            }
+        }
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from stowage.api.backend import MountSpec
 from stowage.api.nasshare import (
     NASShareSpec,
     NfsAccess,
@@ -50,6 +51,10 @@ SMB_USERS_MOUNT = "/etc/stowage-smb-users"
 # Short leases: a client of a restarted or replaced server is back within a lease or two.
 LEASE_SECONDS = 10
 GRACE_SECONDS = 15
+# The kernel client reconnects (and so reaches the standby through the Service) only after a
+# major timeout: timeo x (1 + 2 + ... + retrans+1). With the defaults (60 s, 2) that is 6 minutes
+# after the active server's node goes; with these, 30 s.
+SHARE_MOUNT_OPTIONS = ("nfsvers=4.1", "timeo=50", "retrans=2")
 
 # The server containers' downward-API environment: who holds the share's Lease.
 POD_IDENTITY = (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace"))
@@ -276,29 +281,42 @@ def _server_container(
     }
 
 
-def _spread_over_nodes(share: ShareRef) -> Json:
-    """A standby on another node than the active server survives that node, where the data
-    claim allows it (a node-local backend keeps both on its node)."""
+def _spread_over_nodes(share: ShareRef, shared_data: bool) -> Json:
+    """A standby on another node than the active server survives that node. With shared data
+    (a ReadWriteMany data claim) it must run elsewhere: otherwise both pods, scheduled at once
+    when the first node can mount the claim, land there. A node-local data claim keeps both on
+    its node (the rule is only a preference then)."""
+    term = {
+        "topologyKey": HOSTNAME_LABEL,
+        "labelSelector": {"matchLabels": server_labels(share)},
+    }
+    if shared_data:
+        return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
     return {
         "podAntiAffinity": {
             "preferredDuringSchedulingIgnoredDuringExecution": [
-                {
-                    "weight": 100,
-                    "podAffinityTerm": {
-                        "topologyKey": HOSTNAME_LABEL,
-                        "labelSelector": {"matchLabels": server_labels(share)},
-                    },
-                }
+                {"weight": 100, "podAffinityTerm": term}
             ]
         }
     }
 
 
 def server_deployment(
-    share: ShareRef, image: str, image_pull_policy: str, tolerations: Sequence[Json] = ()
+    share: ShareRef,
+    image: str,
+    image_pull_policy: str,
+    mount: MountSpec | None = None,
+    *,
+    shared_data: bool = False,
 ) -> Json:
-    """The share's server pods; `tolerations` are those of the backend's helpers, so that a
-    server may run on every node where the data claim can be mounted (a tainted one too)."""
+    """The share's server pods; `mount` is the backend's: the servers run on the nodes its
+    nodeSelector selects and tolerate its taints, where the data claim can be mounted.
+    `shared_data`: the data claim is ReadWriteMany (`data_claim`)."""
+    placement: Json = {}
+    if mount is not None and mount.node_selector:
+        placement["nodeSelector"] = dict(mount.node_selector)
+    if mount is not None and mount.tolerations:
+        placement["tolerations"] = [toleration.to_manifest() for toleration in mount.tolerations]
     selector = server_labels(share)
     containers = []
     volumes: list[Json] = [
@@ -346,8 +364,8 @@ def server_deployment(
                 "spec": {
                     "serviceAccountName": share.server_name,
                     "terminationGracePeriodSeconds": 10,
-                    "affinity": _spread_over_nodes(share),
-                    **({"tolerations": list(tolerations)} if tolerations else {}),
+                    "affinity": _spread_over_nodes(share, shared_data),
+                    **placement,
                     "containers": containers,
                     "volumes": volumes,
                 },
@@ -477,7 +495,7 @@ def share_volume(share: ShareRef, server: str) -> Json:
             "accessModes": ["ReadWriteMany"],
             "persistentVolumeReclaimPolicy": "Retain",  # the data is the data claim's
             "storageClassName": "",
-            "mountOptions": ["nfsvers=4.1"],
+            "mountOptions": list(SHARE_MOUNT_OPTIONS),
             "nfs": {"server": server, "path": share.pseudo_path},
             "claimRef": {
                 "apiVersion": "v1",

@@ -279,9 +279,15 @@ def helper(name: str, model: StorageBackend, settings: HelperSettings) -> Json |
     if not has_helpers(model):
         return None
     ref = _ref(name, model)
-    directories = driver_for(model.spec.storage_type).host_directories(ref)
+    driver = driver_for(model.spec.storage_type)
     credentials = bool(secret_requirements(name, model))
-    return helper_daemonset(ref, settings, directories, credentials=credentials)
+    return helper_daemonset(
+        ref,
+        settings,
+        driver.host_directories(ref),
+        credentials=credentials,
+        nodes=driver.listed_nodes(ref),
+    )
 
 
 def helper_credentials(

@@ -144,13 +144,14 @@ class ShareReconciler:
             )
         storage_class = driving.storage_class(share.spec.backend, model)["metadata"]["name"]
         settings = self._runtime.settings
+        shared = driving.allows_many_writers(model)
         server = nas.server_deployment(
             share,
             settings.helper_image,
             settings.helper_image_pull_policy,
-            [toleration.to_manifest() for toleration in model.spec.mount.tolerations],
+            model.spec.mount,
+            shared_data=shared,
         )
-        shared = driving.allows_many_writers(model)
         try:
             claims = [nas.data_claim(share, storage_class, shared=shared)]
             if nas.serves(share, ShareProtocol.NFS):
