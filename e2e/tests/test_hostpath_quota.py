@@ -13,7 +13,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -45,9 +45,10 @@ MIB = 2**20
 SMALL_THEN_OVERFILL = "echo small > /data/small.txt && cat /data/small.txt\n" + OVERFILL
 
 
-def quota_backend(base: Path) -> dict[str, object]:
+def quota_backend(base: Path, nodes: Sequence[str] = ()) -> dict[str, object]:
+    """`nodes`: the only nodes that offer it (every node when empty)."""
     return {
-        "hostPath": {"path": str(base)},
+        "hostPath": {"path": str(base), **({"nodes": list(nodes)} if nodes else {})},
         "provisioning": {"basePath": "/claims", "enforceQuota": True},
     }
 
@@ -126,8 +127,7 @@ def test_a_claim_goes_to_the_node_with_room_and_one_that_fits_nowhere_says_so(
         for node in two_vm_nodes:
             shell = node_shell_of(node)
             file_systems.enter_context(btrfs_file_system(base, sizes[node.name], shell))
-        spec = quota_backend(Path(base))
-        spec["hostPath"]["nodes"] = [node.name for node in two_vm_nodes]  # type: ignore[index]
+        spec = quota_backend(Path(base), [node.name for node in two_vm_nodes])
         name = backend_factory(
             "btrfstwo",
             {

@@ -13,7 +13,7 @@ from typing import Any
 
 from stowage.drivers.base import STOWAGE_ROOT, BackendRef
 from stowage.drivers.naming import bounded_name
-from stowage.objects.metadata import backend_labels
+from stowage.objects.metadata import backend_labels, mount_placement
 
 COMPONENT_LABEL = "app.kubernetes.io/component"
 HELPER_COMPONENT = "helper"
@@ -123,10 +123,7 @@ def helper_daemonset(
         # Optional: without the copy (its Secret is missing) the agent says so and the pod runs.
         secret = {"secretName": name, "optional": True, "defaultMode": 0o400}
         pod_spec["volumes"].append({"name": "credentials", "secret": secret})
-    if mount.node_selector:
-        pod_spec["nodeSelector"] = dict(mount.node_selector)
-    if mount.tolerations:
-        pod_spec["tolerations"] = [toleration.to_manifest() for toleration in mount.tolerations]
+    pod_spec.update(mount_placement(mount))
     if nodes:
         # By name, as the DaemonSet controller itself pins each pod (not every node's
         # hostname label is its name); a field selector takes one name, so a term a node.

@@ -32,6 +32,7 @@ from stowage.api.nasshare import (
     ShareProtocol,
 )
 from stowage.drivers.base import HOSTNAME_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from stowage.objects.metadata import mount_placement
 
 Json = dict[str, Any]
 
@@ -312,11 +313,7 @@ def server_deployment(
     """The share's server pods; `mount` is the backend's: the servers run on the nodes its
     nodeSelector selects and tolerate its taints, where the data claim can be mounted.
     `shared_data`: the data claim is ReadWriteMany (`data_claim`)."""
-    placement: Json = {}
-    if mount is not None and mount.node_selector:
-        placement["nodeSelector"] = dict(mount.node_selector)
-    if mount is not None and mount.tolerations:
-        placement["tolerations"] = [toleration.to_manifest() for toleration in mount.tolerations]
+    placement = mount_placement(mount) if mount is not None else {}
     selector = server_labels(share)
     containers = []
     volumes: list[Json] = [
