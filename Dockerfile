@@ -54,8 +54,8 @@ FROM python AS helper
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       glusterfs-client ceph-fuse ceph-common rbd-fuse nfs-common cifs-utils open-iscsi lvm2 \
-      xfsprogs e2fsprogs btrfs-progs util-linux mount git openssh-client nfs-ganesha nfs-ganesha-vfs samba smbclient \
-      libnfs-utils libiscsi-bin \
+      xfsprogs e2fsprogs btrfs-progs util-linux mount git openssh-client \
+      nfs-ganesha nfs-ganesha-vfs nfs-ganesha-proxy-v4 samba smbclient libnfs-utils libiscsi-bin \
  && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && ln -sf /proc/self/mounts /etc/mtab
 # (NFS-Ganesha's VFS FSAL finds the file system of an export through /etc/mtab.)

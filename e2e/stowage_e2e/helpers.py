@@ -236,6 +236,20 @@ def restart_helper(kube: Kube, backend: str) -> None:
     assert helper_pods(kube, backend) != [helper]
 
 
+def wait_for_nodes(kube: Kube, backend: str, counts: dict[str, int]) -> dict[str, Any]:
+    """The backend's Degraded condition once its status counts the nodes so."""
+    found = kube.wait_for(
+        "storagebackend",
+        backend,
+        None,
+        lambda body: (body.get("status") or {}).get("nodes") == counts,
+        timeout=120,
+        what=f"status.nodes {counts}",
+    )
+    (condition,) = [c for c in found["status"]["conditions"] if c["type"] == "Degraded"]
+    return dict(condition)
+
+
 @pytest.fixture
 def backend_factory(
     kube: Kube, namespace: str, stowage_installed: Images

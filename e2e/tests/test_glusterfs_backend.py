@@ -40,6 +40,7 @@ from stowage_e2e.helpers import (
     restart_helper,
     source_at,
     wait_for_label,
+    wait_for_nodes,
 )
 from stowage_e2e.hosts import TestHost
 from stowage_e2e.install import Images
@@ -371,20 +372,6 @@ def test_a_volume_without_quota_leaves_the_claim_pending_with_the_reason(
     assert "gluster volume quota noquota enable" in failed["message"]
     assert claim["status"]["phase"] == "Pending"
     kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
-
-
-def wait_for_nodes(kube: Kube, backend: str, counts: dict[str, int]) -> dict[str, Any]:
-    """The backend's Degraded condition once its status counts the nodes so."""
-    found = kube.wait_for(
-        "storagebackend",
-        backend,
-        None,
-        lambda body: (body.get("status") or {}).get("nodes") == counts,
-        timeout=120,
-        what=f"status.nodes {counts}",
-    )
-    (condition,) = [c for c in found["status"]["conditions"] if c["type"] == "Degraded"]
-    return dict(condition)
 
 
 def test_each_node_mounts_from_its_assigned_server_and_a_cut_off_node_alone_goes_failed(

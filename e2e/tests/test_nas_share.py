@@ -10,7 +10,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -21,12 +20,21 @@ from stowage_e2e.hosts import TestHost
 from stowage_e2e.install import NAMESPACE as INSTALL_NAMESPACE
 from stowage_e2e.install import OPERATOR_DEPLOYMENT, Images
 from stowage_e2e.kube import Kube, pod
+from stowage_e2e.nas_shares import (
+    SHARE,
+    condition,
+    lease_holder,
+    nas_share,
+    server_pods,
+    wait_serving,
+    wait_takeover,
+    wait_with_standby,
+)
 from stowage_e2e.vm_nodes import AnyNode, VmNode
 
 pytestmark = pytest.mark.e2e
 
 DATA_ROOT = "/var/lib/stowage-e2e/data"
-SHARE = "files"
 
 
 @pytest.fixture
@@ -41,37 +49,6 @@ def backend(kube: Kube, namespace: str, stowage_installed: Images) -> Iterator[s
         kube.run("delete", kind, "--all", "--namespace", namespace, "--wait=true")
     kube.run("delete", "persistentvolume", "-l", f"stowage.io/backend={name}", "--wait=true")
     kube.delete("storagebackend", name, wait=True)
-
-
-def nas_share(
-    backend: str, clients: list[dict[str, str]], smb: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "backend": backend,
-        "size": "1Gi",
-        "protocols": ["nfs"],
-        "nfs": {"clients": clients},
-    }
-    if smb is not None:
-        spec["protocols"].append("smb")
-        spec["smb"] = smb
-    return {
-        "apiVersion": "stowage.io/v1alpha1",
-        "kind": "NASShare",
-        "metadata": {"name": SHARE},
-        "spec": spec,
-    }
-
-
-def wait_serving(kube: Kube, namespace: str, timeout: float = 180) -> dict[str, Any]:
-    return kube.wait_for(
-        "nasshare",
-        SHARE,
-        namespace,
-        scenario.is_ready,
-        timeout=timeout,
-        what=f"NASShare {SHARE} Ready",
-    )
 
 
 class Client:
@@ -150,13 +127,6 @@ def test_a_share_serves_allowed_clients_refuses_others_and_takes_new_rules_in_pl
 
     kube.delete("nasshare", SHARE, namespace, wait=True)
     kube.text("wait", "--for=delete", f"persistentvolume/{volume['metadata']['name']}")
-
-
-def server_pods(kube: Kube, namespace: str) -> list[dict[str, Any]]:
-    pods = kube.json(
-        "get", "pods", "--namespace", namespace, "--selector", f"stowage.io/nasshare={SHARE}"
-    )
-    return [p for p in pods["items"] if "deletionTimestamp" not in p["metadata"]]
 
 
 def server_state(kube: Kube, namespace: str) -> str:
@@ -276,31 +246,13 @@ while [ ! -e /tmp/stop ] && [ "$(date +%s)" -lt "$end" ]; do
 done"""
 
 
-def lease_holder(kube: Kube, namespace: str) -> str:
-    holder: str = kube.get("lease", f"stowage-nas-{SHARE}", namespace)["spec"]["holderIdentity"]
-    return holder
-
-
-def condition(share: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next(c for c in share["status"]["conditions"] if c["type"] == type_)
-
-
 def test_with_two_replicas_the_standby_takes_over_when_the_active_server_goes(
     kube: Kube, namespace: str, backend: str, stowage_installed: Images
 ) -> None:
     client = Client(kube, namespace, "writer", stowage_installed.helper)
-    manifest = nas_share(backend, [{"cidr": f"{client.ip}/32", "squash": "NoSquash"}])
-    manifest["spec"]["replicas"] = 2
-    kube.apply(manifest, namespace)
-    wait_serving(kube, namespace)
-    share = kube.wait_for(
-        "nasshare",
-        SHARE,
-        namespace,
-        lambda s: condition(s, "Degraded")["status"] == "False",
-        timeout=120,
-        what="a standby running (Degraded=False)",
-    )
+    rules = [{"cidr": f"{client.ip}/32", "squash": "NoSquash"}]
+    kube.apply(nas_share(backend, rules, replicas=2), namespace)
+    share = wait_with_standby(kube, namespace, timeout=300)
     active = lease_holder(kube, namespace)
     assert active in condition(share, "Ready")["message"]
     pods = {p["metadata"]["name"]: p for p in server_pods(kube, namespace)}
@@ -320,15 +272,7 @@ def test_with_two_replicas_the_standby_takes_over_when_the_active_server_goes(
     kube.run("delete", "pod", active, "--namespace", namespace, "--wait=false")
     # The standby, or the pod the Deployment starts in place of the deleted one, whichever
     # asks first after the deleted pod released the Lease.
-    lease = kube.wait_for(
-        "lease",
-        f"stowage-nas-{SHARE}",
-        namespace,
-        lambda lease: lease["spec"].get("holderIdentity") not in (None, active),
-        timeout=60,
-        what=f"another server pod than {active} holding the Lease",
-    )
-    successor = lease["spec"]["holderIdentity"]
+    successor = wait_takeover(kube, namespace, active)
     print(f"\n{successor} took over ({'the standby' if successor == standby else 'a new pod'})")
     time.sleep(40)  # the grace period, and writes after it
     client.run("touch", "/tmp/stop")

@@ -93,7 +93,7 @@ def nas_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser
     configure_logging(parser)
     directories = ShareDirectories(exported=args.exported, recovery=args.recovery)
     if args.protocol == "nfs":
-        return run_nfs(args.config, directories, lease)
+        return run_nfs(args.config, directories, lease, args.data)
     return run_smb(args.config, args.users, directories, lease)
 
 
@@ -156,6 +156,12 @@ def add_nas_server(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     )
     parser.add_argument(
         "--recovery", type=Path, required=True, help="NFSv4 recovery state (made if missing)"
+    )
+    parser.add_argument(
+        "--data",
+        default="/data",
+        help="nfs: where the data claim is mounted (its NFS server, when the configuration "
+        "proxies it)",
     )
     parser.add_argument(
         "--lease",

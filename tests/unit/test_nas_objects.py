@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
 from stowage.api.backend import MountSpec
 from stowage.api.nasshare import NASShare
+from stowage.nas import proxy
 from stowage.objects import nas
-from stowage.reconcilers.nasshares import standby_check
+from stowage.reconcilers.nasshares import lost_nodes, standby_check
 
 pytestmark = pytest.mark.unit
 
@@ -39,6 +41,22 @@ def test_each_client_rule_is_an_export_client_and_nobody_else_gets_in() -> None:
     assert f'Path = "{nas.EXPORTED_DIRECTORY}";' in export
     assert f'RecoveryRoot = "{nas.RECOVERY_DIRECTORY}";' in config
     assert config.count("{") == config.count("}")
+
+
+def test_a_share_of_an_nfs_backend_proxies_the_claim_s_server_which_the_pod_fills_in() -> None:
+    """FSAL VFS would export nothing from an NFS mount: the share is Ready but every client is
+    told it does not exist."""
+    assert "Name = VFS;" in nas.ganesha_config(share())
+    template = nas.ganesha_config(dataclasses.replace(share(), data_over_nfs=True))
+    assert "Name = VFS;" not in template
+    assert proxy.is_proxied(template)
+    served = proxy.fill_in(template, "127.0.0.1:/export/claims/team-files-0c5a")
+    export = served[served.index("EXPORT {") :]
+    assert 'Path = "/export/claims/team-files-0c5a/share";' in export
+    assert "FSAL { Name = PROXY_V4; Srv_Addr = 127.0.0.1; }" in export
+    assert "@" not in served
+    with pytest.raises(proxy.DataNotOnNfsError):
+        proxy.fill_in(template, "/dev/vdb")
 
 
 def test_a_rule_change_changes_the_config_map_but_not_the_server_pod() -> None:
@@ -209,8 +227,8 @@ def test_a_service_reachable_from_outside_keeps_the_clients_address() -> None:
         assert exposed["externalTrafficPolicy"] == "Local"
 
 
-def running_pod(**metadata: Any) -> dict[str, Any]:
-    return {"metadata": metadata, "status": {"phase": "Running"}}
+def running_pod(node: str = "node-a", **metadata: Any) -> dict[str, Any]:
+    return {"metadata": metadata, "spec": {"nodeName": node}, "status": {"phase": "Running"}}
 
 
 def test_a_share_without_its_standby_is_degraded() -> None:
@@ -222,6 +240,26 @@ def test_a_share_without_its_standby_is_degraded() -> None:
     assert (degraded.status, degraded.reason) == ("True", "NoStandby")
     assert degraded.message == "1 of 2 server pods running: no standby to take over"
     assert standby_check(share(), both[:1]).status == "False"
+
+
+def test_a_server_pod_on_a_lost_node_is_no_standby_though_its_phase_still_says_running() -> None:
+    """The API keeps a lost node's pods Running until they are evicted, minutes later."""
+    both = [running_pod("vm1", name="a"), running_pod("vm2", name="b")]
+    degraded = standby_check(share(replicas=2), both, lost=frozenset({"vm2"}))
+    assert (degraded.status, degraded.reason) == ("True", "NoStandby")
+    assert degraded.message == "1 of 2 server pods running (node vm2 lost): no standby to take over"
+    assert standby_check(share(replicas=2), both, lost=frozenset({"vm3"})).status == "False"
+
+
+def test_lost_nodes_are_those_whose_kubelet_is_not_ready() -> None:
+    def node(name: str, ready: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name},
+            "status": {"conditions": [{"type": "Ready", "status": ready}]},
+        }
+
+    nodes = [node("vm1", "True"), node("vm2", "Unknown"), node("vm3", "False")]
+    assert lost_nodes(nodes) == {"vm2", "vm3"}
 
 
 @pytest.mark.parametrize(

@@ -429,6 +429,8 @@ class Driver(Protocol):
     access_modes: ClassVar[frozenset[str]]  # the access modes its claims may ask for
     # The helper on the volume's node makes each volume before its PV exists (emptyDir, gitRepo).
     prepared_on_node: ClassVar[bool]
+    # Each volume is an NFS export of its own (nfs): a NASShare proxies it.
+    volumes_are_nfs_exports: ClassVar[bool]
 
     def prepares_on_node(self, backend: BackendRef) -> bool:
         """Whether the helper on each volume's node makes it before its PV exists: the type's

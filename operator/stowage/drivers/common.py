@@ -66,6 +66,8 @@ class BaseDriver(Generic[SpecT]):
     expandable: ClassVar[bool] = False
     # The helper on the volume's node makes each volume before its PV exists.
     prepared_on_node: ClassVar[bool] = False
+    # Each volume is an NFS export of its own (what a NAS server must proxy, not re-export).
+    volumes_are_nfs_exports: ClassVar[bool] = False
 
     def prepares_on_node(self, backend: BackendRef) -> bool:
         return self.prepared_on_node

@@ -35,6 +35,7 @@ class NfsDriver(BaseDriver[NfsSpec]):
     volume_kind: ClassVar[VolumeKind] = VolumeKind.FILE
     spec_model = NfsSpec
     kubelet_mounts: ClassVar[bool] = True
+    volumes_are_nfs_exports: ClassVar[bool] = True
 
     def validate_type(self, backend: BackendRef) -> list[Problem]:
         problems = forbidden_option_problems(backend, VERSION_OPTIONS, "set nfs.version instead")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stowage.nas.election import ActiveLease, active_turn
+from stowage.nas.proxy import served_config
 from stowage.nas.supervise import supervise
 
 logger = logging.getLogger(__name__)
@@ -50,11 +51,25 @@ def reload(server: subprocess.Popen[bytes]) -> None:
     server.send_signal(signal.SIGHUP)
 
 
-def run_nfs(config: Path, directories: ShareDirectories, lease: ActiveLease | None) -> int:
+# What Ganesha reads: the operator's configuration as this pod fills it in (stowage.nas.proxy).
+SERVED_CONFIG = Path("/tmp/ganesha.conf")
+
+
+def run_nfs(
+    config: Path, directories: ShareDirectories, lease: ActiveLease | None, data_mount: str
+) -> int:
+    def write_served() -> None:
+        SERVED_CONFIG.write_text(served_config(config.read_text(), data_mount))
+
+    def on_change(server: subprocess.Popen[bytes]) -> None:
+        write_served()
+        reload(server)
+
     with active_turn(lease) as lost:
         directories.make()
+        write_served()
         command = ["ganesha.nfsd", "-F", "-L", "/dev/stderr", "-p", "/tmp/ganesha.pid", "-f"]
-        return supervise([*command, str(config)], [config], reload, lost=lost)
+        return supervise([*command, str(SERVED_CONFIG)], [config], on_change, lost=lost)
 
 
 # Samba's state and run directories (a container starts without what systemd would make).

@@ -32,6 +32,7 @@ from stowage.api.nasshare import (
     ShareProtocol,
 )
 from stowage.drivers.base import HOSTNAME_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from stowage.nas import proxy
 from stowage.objects.metadata import mount_placement
 
 Json = dict[str, Any]
@@ -78,6 +79,8 @@ class ShareRef:
     name: str
     uid: str
     spec: NASShareSpec
+    # The data claim is an NFS export (an nfs backend's): Ganesha proxies it.
+    data_over_nfs: bool = False
 
     @property
     def server_name(self) -> str:
@@ -132,10 +135,17 @@ def _client_block(rule: NfsClientRule) -> str:
 
 
 def ganesha_config(share: ShareRef) -> str:
-    """NFSv4 (4.0 for libnfs clients, 4.1 and 4.2), FSAL VFS on the data claim; a client that
-    matches no rule is refused (the export's own Access_Type is None)."""
+    """NFSv4 (4.0 for libnfs clients, 4.1 and 4.2), FSAL VFS on the data claim, or PROXY_V4 to
+    its server where the claim is an NFS export (`stowage.nas.proxy`); a client that matches no
+    rule is refused (the export's own Access_Type is None)."""
     rules = share.spec.nfs.clients if share.spec.nfs is not None else []
     clients = "".join(_client_block(rule) for rule in rules)
+    if share.data_over_nfs:
+        exported = EXPORTED_DIRECTORY.removeprefix(DATA_MOUNT)
+        path = f"{proxy.DATA_SERVER_PATH}{exported}"
+        fsal = f"Name = PROXY_V4; Srv_Addr = {proxy.DATA_SERVER};"
+    else:
+        path, fsal = EXPORTED_DIRECTORY, "Name = VFS;"
     return f"""NFS_CORE_PARAM {{
     Protocols = 4;
     NFS_Port = {NFS_PORT};
@@ -152,13 +162,13 @@ NFSv4 {{
 NFS_KRB5 {{ Active_krb5 = false; }}
 EXPORT {{
     Export_Id = 1;
-    Path = "{EXPORTED_DIRECTORY}";
+    Path = "{path}";
     Pseudo = "{share.pseudo_path}";
     Protocols = 4;
     Transports = TCP;
     SecType = sys;
     Access_Type = None;
-    FSAL {{ Name = VFS; }}
+    FSAL {{ {fsal} }}
 {clients}}}
 """
 

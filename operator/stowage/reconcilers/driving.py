@@ -74,6 +74,7 @@ __all__ = [
     "storage_class",
     "validate",
     "volume_for_claim",
+    "volumes_are_nfs_exports",
 ]
 
 
@@ -135,6 +136,10 @@ def remote_export(name: str, model: StorageBackend, node: str) -> RemoteExport |
 def allows_many_writers(model: StorageBackend) -> bool:
     """Whether the backend's claims may be ReadWriteMany."""
     return AccessMode.READ_WRITE_MANY in driver_for(model.spec.storage_type).access_modes
+
+
+def volumes_are_nfs_exports(model: StorageBackend) -> bool:
+    return driver_for(model.spec.storage_type).volumes_are_nfs_exports
 
 
 def probe_addresses(model: StorageBackend) -> list[tuple[str, str, int]]:

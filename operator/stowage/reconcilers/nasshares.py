@@ -14,8 +14,9 @@ The operator never reads the users' Secret: only the SMB server container mounts
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 from stowage import metrics
 from stowage.api.common import Condition
 from stowage.api.nasshare import NASShare, ShareProtocol
+from stowage.drivers.base import node_ready
 from stowage.kube import ApiError, Json
 from stowage.kube.resources import (
     CONFIG_MAPS,
@@ -48,7 +50,7 @@ from stowage.reconcilers.backend_state import (
     parse_backend,
 )
 from stowage.reconcilers.context import Runtime
-from stowage.reconcilers.indexes import Caches, Index
+from stowage.reconcilers.indexes import Caches
 from stowage.reconcilers.reporting import report
 from stowage.status import DEGRADED, READY, desired, is_ready
 
@@ -91,21 +93,37 @@ def parse_share(body: Mapping[str, Any]) -> nas.ShareRef | str:
     return nas.ShareRef(metadata["namespace"], metadata["name"], metadata["uid"], model.spec)
 
 
-def standby_check(share: nas.ShareRef, pods: list[Json]) -> Condition:
-    """Degraded when fewer server pods run than asked for: no standby to take over."""
-    running = sum(
-        1
-        for pod in pods
-        if (pod.get("status") or {}).get("phase") == "Running"
-        and not pod["metadata"].get("deletionTimestamp")
-    )
+def lost_nodes(nodes: Iterable[Json]) -> frozenset[str]:
+    """Nodes whose kubelet is not Ready: their pods still say Running until evicted."""
+    return frozenset(node["metadata"]["name"] for node in nodes if not node_ready(node))
+
+
+def standby_check(
+    share: nas.ShareRef, pods: list[Json], lost: frozenset[str] = frozenset()
+) -> Condition:
+    """Degraded when fewer server pods run than asked for: no standby to take over. A pod on
+    a lost node is not running, whatever its last reported phase."""
+    running = 0
+    on_lost_nodes: set[str] = set()
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") != "Running" or pod["metadata"].get(
+            "deletionTimestamp"
+        ):
+            continue
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node in lost:
+            on_lost_nodes.add(node)
+        else:
+            running += 1
     if running >= share.spec.replicas:
         return as_expected()
+    lost_note = f" (node {', '.join(sorted(on_lost_nodes))} lost)" if on_lost_nodes else ""
     return desired(
         DEGRADED,
         True,
         Reason.NO_STANDBY,
-        f"{running} of {share.spec.replicas} server pods running: no standby to take over",
+        f"{running} of {share.spec.replicas} server pods running{lost_note}: "
+        "no standby to take over",
     )
 
 
@@ -117,22 +135,20 @@ class ShareReconciler:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
 
-    async def reconcile(self, body: Mapping[str, Any], patch: kopf.Patch, backends: Index) -> None:
+    async def reconcile(self, body: Mapping[str, Any], patch: kopf.Patch, caches: Caches) -> None:
         share = parse_share(body)
         observed: dict[str, Any] = {}
         if isinstance(share, str):
             outcome = not_ready(Reason.INVALID_SPEC, share)
         else:
-            outcome = await self._serve(body, share, backends)
+            outcome = await self._serve(body, share, caches)
             observed["capacity"] = share.spec.size
             observed["endpoints"] = outcome.endpoints
         conditions = [outcome.ready, outcome.degraded]
         await report(self._runtime, NAS_SHARES, body, patch, conditions, observed)
 
-    async def _serve(
-        self, body: Mapping[str, Any], share: nas.ShareRef, backends: Index
-    ) -> Outcome:
-        backend = indexes.one(backends, share.spec.backend)
+    async def _serve(self, body: Mapping[str, Any], share: nas.ShareRef, caches: Caches) -> Outcome:
+        backend = indexes.one(caches.backends, share.spec.backend)
         if backend is None:
             return not_ready(
                 Reason.BACKEND_NOT_FOUND, f"StorageBackend {share.spec.backend} not found"
@@ -142,6 +158,7 @@ class ShareReconciler:
             return not_ready(
                 Reason.BACKEND_NOT_READY, f"StorageBackend {share.spec.backend} is not ready"
             )
+        share = dataclasses.replace(share, data_over_nfs=driving.volumes_are_nfs_exports(model))
         storage_class = driving.storage_class(share.spec.backend, model)["metadata"]["name"]
         settings = self._runtime.settings
         shared = driving.allows_many_writers(model)
@@ -199,7 +216,9 @@ class ShareReconciler:
         if active:
             served += f" from server pod {active}"
         ready = desired(READY, True, Reason.SERVING, f"serving {served}")
-        return Outcome(ready, endpoints, standby_check(share, pods))
+        return Outcome(
+            ready, endpoints, standby_check(share, pods, lost_nodes(indexes.values(caches.nodes)))
+        )
 
     async def _server_identity(self, body: Mapping[str, Any], share: nas.ShareRef) -> Json:
         """The server pods' ServiceAccount and its right to hold the share's Lease; the Lease
@@ -263,7 +282,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     )
     async def reconcile_share(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
         with metrics.reconciling(NAS_SHARES.plural):
-            await reconciler.reconcile(body, patch, Caches.of(kwargs).backends)
+            await reconciler.reconcile(body, patch, Caches.of(kwargs))
 
     @kopf.on.delete(*selector, id="finalize", registry=registry)
     async def finalize_share(body: kopf.Body, **kwargs: Any) -> None:
