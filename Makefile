@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup install lint crds unit test demo cluster-up cluster-down bench
+.PHONY: setup install lint crds csi-proto unit test demo cluster-up cluster-down bench
 
 setup:  ## Python venv with the pinned dependencies
 	@bash scripts/setup-python.sh
@@ -18,6 +18,9 @@ lint: setup  ## ruff, mypy --strict, and the generated CRDs up to date
 
 crds: setup  ## regenerate crds/ from the pydantic models
 	$(PY) -m stowage.api.crds --write crds/
+
+csi-proto: setup  ## regenerate operator/stowage/csi/proto from the CSI spec and the kubelet's registration API
+	@bash scripts/csi-proto.sh
 
 unit: setup
 	$(VENV)/bin/pytest -m unit

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds etcd, the Kubernetes binaries and helm from their Go modules into
+# Builds etcd, the Kubernetes binaries, helm, CoreDNS and csi-sanity from their Go modules into
 # $STOWAGE_CACHE/bin. A stamp file per binary set makes a warm run a no-op.
 source "$(dirname "$0")/common.sh"
 
@@ -20,6 +20,25 @@ kube_ldflags() {
 
 stamp_ok() { [ -f "$BIN_DIR/.$1.stamp" ] && [ "$(cat "$BIN_DIR/.$1.stamp")" = "$2" ]; }
 
+# go_install_once NAME VERSION PACKAGE [LDFLAGS] builds PACKAGE@VERSION into $BIN_DIR, unless
+# its stamp says that version is there.
+go_install_once() {
+  local name=$1 version=$2 package=$3 ldflags=${4:-"-s -w"}
+  if stamp_ok "$name" "$version"; then
+    log "$name $version is cached"
+    return
+  fi
+  log "building $name $version"
+  GOBIN="$BIN_DIR" CGO_ENABLED=0 go install -trimpath -ldflags "$ldflags" "$package@$version"
+  echo "$version" > "$BIN_DIR/.$name.stamp"
+}
+
+# The .proto files of stowage's CSI bindings (scripts/csi-proto.sh and its unit test read them
+# from the module cache, offline).
+download_proto_modules() {
+  go mod download "$CSI_SPEC_MODULE" "$KUBELET_API_MODULE"
+}
+
 kube_stamp="$KUBE_VERSION $(sha256sum "$K8S_MODULE/go.mod" | cut -c1-16)"
 if stamp_ok kube "$kube_stamp"; then
   log "kubernetes $KUBE_VERSION binaries are cached"
@@ -38,24 +57,13 @@ else
   echo "$kube_stamp" > "$BIN_DIR/.kube.stamp"
 fi
 
-if stamp_ok helm "$HELM_VERSION"; then
-  log "helm $HELM_VERSION is cached"
-else
-  log "building helm $HELM_VERSION"
-  GOBIN="$BIN_DIR" CGO_ENABLED=0 go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  echo "$HELM_VERSION" > "$BIN_DIR/.helm.stamp"
-fi
-
-# CoreDNS, for cluster DNS (its own module; no replace directives).
-if stamp_ok coredns "$COREDNS_VERSION"; then
-  log "coredns $COREDNS_VERSION is cached"
-else
-  log "building coredns $COREDNS_VERSION"
-  GOBIN="$BIN_DIR" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
-    "github.com/coredns/coredns@$COREDNS_VERSION"
-  echo "$COREDNS_VERSION" > "$BIN_DIR/.coredns.stamp"
-fi
+# CoreDNS is for cluster DNS (its own module; no replace directives), csi-sanity checks
+# stowage's CSI services against the spec.
+go_install_once helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
+  "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+go_install_once coredns "$COREDNS_VERSION" github.com/coredns/coredns
+go_install_once csi-sanity "$CSI_SANITY_VERSION" github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity \
+  "-s -w -X main.VERSION=$CSI_SANITY_VERSION"
+download_proto_modules
 
 log "binaries ready in $BIN_DIR ($(( $(date +%s) - start )) s)"

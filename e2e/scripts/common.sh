@@ -17,6 +17,10 @@ BIN_DIR="$STOWAGE_CACHE/bin"
 KUBE_VERSION=v1.34.4
 HELM_VERSION=v3.19.4
 COREDNS_VERSION=v1.13.1
+CSI_SANITY_VERSION=v5.6.0
+# The Go modules whose .proto files stowage's CSI bindings are generated from (scripts/csi-proto.sh).
+CSI_SPEC_MODULE=github.com/container-storage-interface/spec@v1.13.0
+KUBELET_API_MODULE=k8s.io/kubelet@v0.34.4
 
 export GOSUMDB=off GOTOOLCHAIN=local GOFLAGS=-mod=mod
 export GOMODCACHE="$STOWAGE_CACHE/go/mod" GOCACHE="$STOWAGE_CACHE/go/build"
