@@ -8,7 +8,13 @@ import pytest
 
 from stowage.api.backend import StorageBackend, StorageType
 from stowage.drivers import DRIVERS, driver_for
-from stowage.drivers.base import BackendRef, ClaimRequest, ProvisionContext, VolumeKind
+from stowage.drivers.base import (
+    BackendRef,
+    ClaimRequest,
+    NodeRole,
+    ProvisionContext,
+    VolumeKind,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -59,6 +65,33 @@ def test_minimal_specs_are_valid_and_declare_consistent_facts(storage_type: Stor
     assert (driver.csi_driver_name(ref) is not None) == is_cloud
     assert (driver.storage_class(ref).provisioner == "stowage.io/provisioner") != is_cloud
     assert driver.needs_host_mount == (storage_type not in CLOUD | {StorageType.ISCSI})
+
+
+# What the mount helpers do on the nodes for each type (of its smallest spec).
+ROLES = {
+    **dict.fromkeys(CLOUD | {StorageType.ISCSI, StorageType.HOST_PATH}, NodeRole.NONE),
+    **dict.fromkeys(
+        (StorageType.GLUSTERFS, StorageType.CEPHFS, StorageType.CIFS), NodeRole.SHARED_MOUNT
+    ),
+    StorageType.NFS: NodeRole.REMOTE_EXPORT,
+    **dict.fromkeys(
+        (StorageType.EMPTY_DIR, StorageType.GIT_REPO, StorageType.LVM, StorageType.RBD),
+        NodeRole.NODE_WORK,
+    ),
+}
+
+
+@pytest.mark.parametrize("storage_type", list(StorageType))
+def test_each_type_plays_one_role_on_the_nodes(storage_type: StorageType) -> None:
+    driver = driver_for(storage_type)
+    role = driver.node_role(backend(storage_type))
+    assert role is ROLES[storage_type]
+    assert bool(driver.mount_sources(backend(storage_type))) == (role is NodeRole.SHARED_MOUNT)
+
+
+def test_a_host_path_with_quotas_has_its_volumes_made_on_their_node() -> None:
+    ref = backend(StorageType.HOST_PATH, provisioning={"enforceQuota": True})
+    assert driver_for(StorageType.HOST_PATH).node_role(ref) is NodeRole.NODE_WORK
 
 
 @pytest.mark.parametrize(

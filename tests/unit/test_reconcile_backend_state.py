@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from stowage.api.backend import StorageType
+from stowage.backends import parse_backend
 from stowage.reconcilers.backend_state import (
     APPLIED_HASH_ANNOTATION,
     Facts,
@@ -19,7 +20,6 @@ from stowage.reconcilers.backend_state import (
     needs_apply,
     node_mounts,
     owned_manifest,
-    parse_backend,
     ready_condition,
     status_update,
     waiting_for_volumes,

@@ -33,6 +33,7 @@ from functools import partial
 from pathlib import Path
 from types import FrameType
 
+from stowage import backends
 from stowage.agent import (
     ceph_fuse,
     cifs_mount,
@@ -55,6 +56,7 @@ from stowage.agent.metrics import AgentMetrics
 from stowage.agent.quota import DirectoryQuotas, QuotaError
 from stowage.api.backend import OnDelete, StorageBackend
 from stowage.api.common import parse_quantity
+from stowage.backends import parse_backend
 from stowage.drivers.base import (
     ARCHIVE_AS_ANNOTATION,
     BACKEND_LABEL,
@@ -72,6 +74,7 @@ from stowage.drivers.base import (
     HostMount,
     NodeVolume,
     RemoteExport,
+    Unprovisionable,
     capacity_annotation,
     mount_failure_annotation,
     mount_label,
@@ -87,8 +90,6 @@ from stowage.kube.resources import (
     STORAGE_BACKENDS,
 )
 from stowage.objects.helper_daemonset import CREDENTIALS_DIR, helper_name
-from stowage.reconcilers import driving
-from stowage.reconcilers.backend_state import parse_backend
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ PREPARATION_ERRORS = (
     OSError,
     ValueError,
     QuotaError,
-    driving.Unprovisionable,
+    Unprovisionable,
     node_volumes.NodeVolumeError,
     git_checkout.GitError,
     lvm.LvmError,
@@ -193,12 +194,12 @@ class Agent:
         if isinstance(model, str):
             logger.warning("backend %s is invalid: %s", self._settings.backend, model)
             return
-        mount = driving.host_mount(self._settings.backend, model, self._settings.node)
+        mount = backends.host_mount(self._settings.backend, model, self._settings.node)
         if mount is None:
-            export = driving.remote_export(self._settings.backend, model, self._settings.node)
+            export = backends.remote_export(self._settings.backend, model, self._settings.node)
             if export is not None:
                 self.serve_remote_export(backend, model, export)
-            elif driving.has_helpers(model):
+            elif backends.has_helpers(model):
                 self.serve_node_volumes(backend, model)
             return
         if self._mount is not None and self._mount != mount:
@@ -352,7 +353,7 @@ class Agent:
     def _claim_volume(self, model: StorageBackend, claim: Json, node: str | None = None) -> Json:
         """The claim's PV worked out from the claim, as the operator does: its annotations are
         the claim owner's to write and name nothing the helper acts on."""
-        return driving.claim_volume(self._settings.backend, model, claim, node)
+        return backends.claim_volume(self._settings.backend, model, claim, node)
 
     def make_shared_directory(
         self, model: StorageBackend, mount: HostMount, quotas: DirectoryQuotas, claim: Json
@@ -376,7 +377,7 @@ class Agent:
         """Makes the directory with the backend's mode and owner; limits it to `capacity` when
         it is new (or `limit_existing`) and the backend's type and settings have quotas."""
         made = make_directory_below(mount.mount_point, path, self._new_directory(model))
-        if (made or limit_existing) and driving.has_directory_quota(model):
+        if (made or limit_existing) and backends.has_directory_quota(model):
             quotas.limit(path, capacity)
 
     def serve_volumes(
@@ -504,7 +505,7 @@ class Agent:
                 continue
             if annotations.get(RELEASED_BY_ANNOTATION):
                 continue
-            work = driving.node_volume(self._settings.backend, model, volume)
+            work = backends.node_volume(self._settings.backend, model, volume)
             if work is None:
                 continue
             if RELEASE_ANNOTATION in annotations:
@@ -519,7 +520,7 @@ class Agent:
     def report_capacity(self, model: StorageBackend) -> None:
         """Annotates the node with the free bytes the backend has here (0 when this node has
         no such group or directory), for the operator's choice of node; when it changes."""
-        source = driving.capacity_source(self._settings.backend, model)
+        source = backends.capacity_source(self._settings.backend, model)
         if source is None:
             return
         try:
@@ -536,7 +537,7 @@ class Agent:
 
     def make_node_volume(self, model: StorageBackend, claim: Json) -> str:
         planned = self._claim_volume(model, claim, self._settings.node)
-        work = driving.node_volume(self._settings.backend, model, planned)
+        work = backends.node_volume(self._settings.backend, model, planned)
         if work is None:
             raise ValueError(f"backend {self._settings.backend} has no volumes of a node")
         node_volumes.make(

@@ -8,6 +8,7 @@ they hand the facts in as the types below.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -422,6 +423,15 @@ class ReleasePlan:
     archive_name: str | None = None  # the new name of the claim directory for Archive
 
 
+class NodeRole(enum.Enum):
+    """What the mount helpers do for a backend's volumes on the nodes."""
+
+    NONE = "none"  # nothing: the kubelet or a cloud CSI driver mounts (iscsi, cloud types)
+    SHARED_MOUNT = "shared-mount"  # the backend mounted on every node, volumes in it
+    REMOTE_EXPORT = "remote-export"  # claim directories made on the server over the network
+    NODE_WORK = "node-work"  # each volume made on its node before its PV exists
+
+
 class Driver(Protocol):
     storage_type: ClassVar[StorageType]
     volume_kind: ClassVar[VolumeKind]
@@ -431,10 +441,21 @@ class Driver(Protocol):
     prepared_on_node: ClassVar[bool]
     # Each volume is an NFS export of its own (nfs): a NASShare proxies it.
     volumes_are_nfs_exports: ClassVar[bool]
+    # The helpers can limit a claim's directory of a shared mount to the claim's size.
+    has_directory_quota: ClassVar[bool]
 
     def prepares_on_node(self, backend: BackendRef) -> bool:
         """Whether the helper on each volume's node makes it before its PV exists: the type's
         `prepared_on_node`, or for hostPath the backend's setting."""
+        ...
+
+    def node_role(self, backend: BackendRef) -> NodeRole:
+        """What the helpers do on the nodes: a backend with a role other than NONE gets
+        them."""
+        ...
+
+    def mount_sources(self, backend: BackendRef) -> dict[str, str]:
+        """The mount source of each storage host of a shared mount; empty for other roles."""
         ...
 
     def validate(self, backend: BackendRef) -> list[Problem]:

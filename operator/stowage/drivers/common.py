@@ -17,6 +17,7 @@ from stowage.drivers.base import (
     ClaimRequest,
     HostMount,
     NodeRequirement,
+    NodeRole,
     NodeVolume,
     Problem,
     ProvisionContext,
@@ -66,6 +67,10 @@ class BaseDriver(Generic[SpecT]):
     expandable: ClassVar[bool] = False
     # The helper on the volume's node makes each volume before its PV exists.
     prepared_on_node: ClassVar[bool] = False
+    # What the helpers do on the nodes, unless they make each volume on its node.
+    role: ClassVar[NodeRole] = NodeRole.NONE
+    # The helpers can limit a claim's directory of a shared mount to the claim's size.
+    has_directory_quota: ClassVar[bool] = False
     # Each volume is an NFS export of its own (what a NAS server must proxy, not re-export).
     volumes_are_nfs_exports: ClassVar[bool] = False
 
@@ -177,6 +182,12 @@ class BaseDriver(Generic[SpecT]):
 
     def static_volumes(self, backend: BackendRef) -> list[StaticVolume]:
         return []
+
+    def node_role(self, backend: BackendRef) -> NodeRole:
+        return NodeRole.NODE_WORK if self.prepares_on_node(backend) else self.role
+
+    def mount_sources(self, backend: BackendRef) -> dict[str, str]:
+        return {}
 
     def host_mount(self, backend: BackendRef, node: str) -> HostMount | None:
         return None

@@ -25,6 +25,7 @@ from stowage.drivers.base import (
     DataLocation,
     HostMount,
     NodeRequirement,
+    NodeRole,
     NodeVolume,
     Problem,
     ProvisionContext,
@@ -80,8 +81,7 @@ class LocalVolumeDriver(BaseDriver[SpecT]):
 class SharedMountDriver(LocalVolumeDriver[SpecT]):
     volume_kind: ClassVar[VolumeKind] = VolumeKind.FILE
     fs_type: ClassVar[str]
-    # Whether the helper can limit a claim's directory to the claim's size.
-    has_directory_quota: ClassVar[bool] = False
+    role: ClassVar[NodeRole] = NodeRole.SHARED_MOUNT
 
     def mount_sources(self, backend: BackendRef) -> dict[str, str]:
         """The mount source of each storage host."""

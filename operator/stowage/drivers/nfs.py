@@ -15,6 +15,7 @@ from stowage.drivers.base import (
     BackendRef,
     ClaimRequest,
     DataLocation,
+    NodeRole,
     Problem,
     ProvisionContext,
     RemoteExport,
@@ -36,6 +37,7 @@ class NfsDriver(BaseDriver[NfsSpec]):
     spec_model = NfsSpec
     kubelet_mounts: ClassVar[bool] = True
     volumes_are_nfs_exports: ClassVar[bool] = True
+    role: ClassVar[NodeRole] = NodeRole.REMOTE_EXPORT
 
     def validate_type(self, backend: BackendRef) -> list[Problem]:
         problems = forbidden_option_problems(backend, VERSION_OPTIONS, "set nfs.version instead")

@@ -14,9 +14,7 @@ from __future__ import annotations
 import socket
 
 from stowage.agent.mounting import mount_source
-
-DATA_SERVER = "@DATA_SERVER@"
-DATA_SERVER_PATH = "@DATA_SERVER_PATH@"
+from stowage.objects.nas import DATA_SERVER, DATA_SERVER_PATH
 
 
 class DataNotOnNfsError(Exception):

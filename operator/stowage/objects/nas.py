@@ -32,7 +32,6 @@ from stowage.api.nasshare import (
     ShareProtocol,
 )
 from stowage.drivers.base import HOSTNAME_LABEL, MANAGED_BY, MANAGED_BY_LABEL
-from stowage.nas import proxy
 from stowage.objects.metadata import mount_placement
 
 Json = dict[str, Any]
@@ -46,6 +45,10 @@ NAS_COMPONENT = "nas-server"
 DATA_MOUNT = "/data"
 EXPORTED_DIRECTORY = f"{DATA_MOUNT}/share"
 RECOVERY_DIRECTORY = f"{DATA_MOUNT}/nfs-recovery"
+# Where the data claim is an NFS export, the server pod fills these in from its mount of it
+# (stowage.nas.proxy): the claim's NFS server, and the claim's directory there.
+DATA_SERVER = "@DATA_SERVER@"
+DATA_SERVER_PATH = "@DATA_SERVER_PATH@"
 CONFIG_MOUNT = "/etc/stowage-nas"
 GANESHA_CONFIG = "ganesha.conf"
 SAMBA_CONFIG = "smb.conf"
@@ -142,8 +145,8 @@ def ganesha_config(share: ShareRef) -> str:
     clients = "".join(_client_block(rule) for rule in rules)
     if share.data_over_nfs:
         exported = EXPORTED_DIRECTORY.removeprefix(DATA_MOUNT)
-        path = f"{proxy.DATA_SERVER_PATH}{exported}"
-        fsal = f"Name = PROXY_V4; Srv_Addr = {proxy.DATA_SERVER};"
+        path = f"{DATA_SERVER_PATH}{exported}"
+        fsal = f"Name = PROXY_V4; Srv_Addr = {DATA_SERVER};"
     else:
         path, fsal = EXPORTED_DIRECTORY, "Name = VFS;"
     return f"""NFS_CORE_PARAM {{

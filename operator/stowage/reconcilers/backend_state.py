@@ -10,9 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
-from stowage.api.backend import StorageBackend, StorageType
+from stowage.api.backend import StorageType
 from stowage.api.common import API_VERSION, Condition
 from stowage.drivers.base import mount_failure_annotation, mount_label, node_ready
 from stowage.kube import Json
@@ -47,23 +45,6 @@ class Reason:
     MOUNT_FAILED = "MountFailed"
     NODE_LOST = "NodeLost"
     PORTAL_UNREACHABLE = "PortalUnreachable"
-
-
-def describe_validation_error(error: ValidationError) -> str:
-    """Where and what, without echoing input values."""
-    parts = []
-    for problem in error.errors(include_input=False, include_url=False):
-        location = ".".join(str(part) for part in problem["loc"]) or "spec"
-        parts.append(f"{location}: {problem['msg']}")
-    return "; ".join(parts)
-
-
-def parse_backend(body: Mapping[str, Any]) -> StorageBackend | str:
-    """The backend model, or a message saying why the spec is not acceptable."""
-    try:
-        return StorageBackend.model_validate({"spec": body.get("spec") or {}})
-    except ValidationError as error:
-        return describe_validation_error(error)
 
 
 @dataclass(frozen=True)

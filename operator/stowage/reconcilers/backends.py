@@ -19,6 +19,7 @@ import kopf
 from stowage import metrics
 from stowage.api.backend import StorageBackend
 from stowage.api.common import Condition
+from stowage.backends import parse_backend
 from stowage.drivers.base import MOUNT_FAILED, MOUNT_READY
 from stowage.kube import AlreadyExistsError, ApiError, InvalidError, Json
 from stowage.kube.resources import (
@@ -44,7 +45,6 @@ from stowage.reconcilers.backend_state import (
     needs_apply,
     node_mounts,
     owned_manifest,
-    parse_backend,
     ready_condition,
     waiting_for_volumes,
 )

@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from stowage import objects
+from stowage.backends import selected_node
 from stowage.drivers.base import (
     BACKEND_PARAMETER,
     PROVISIONED_BY_ANNOTATION,
     PROVISIONER,
-    SELECTED_NODE_ANNOTATION,
 )
 
 __all__ = ["BACKEND_PARAMETER", "PROVISIONED_BY_ANNOTATION", "PROVISIONER"]
@@ -46,10 +46,6 @@ def needs_volume(claim: Mapping[str, Any]) -> bool:
 def volume_name(claim: Mapping[str, Any]) -> str:
     """Derived from the claim's UID: a retry can never make a second volume."""
     return objects.volume_name(claim["metadata"]["uid"])
-
-
-def selected_node(claim: Mapping[str, Any]) -> str | None:
-    return _annotations(claim).get(SELECTED_NODE_ANNOTATION)
 
 
 def waits_for_consumer(claim: Mapping[str, Any], storage_class: Mapping[str, Any]) -> bool:

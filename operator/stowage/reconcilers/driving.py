@@ -1,4 +1,5 @@
-"""The reconcilers' one door to the drivers and the object builders.
+"""The reconcilers' one door to the drivers and the object builders (what the node side
+asks too is in `stowage.backends`, and re-exported here).
 
 Translates between what the handlers hold (backend models, claim and volume bodies from the
 caches) and the driver protocol (`BackendRef`, `ClaimRequest`, `ProvisionContext`).
@@ -12,7 +13,21 @@ from typing import Any
 
 from stowage import objects
 from stowage.api.backend import IscsiSpec, OnDelete, StorageBackend
-from stowage.api.common import parse_quantity
+from stowage.backends import (
+    backend_ref,
+    capacity_source,
+    claim_request,
+    claim_volume,
+    has_directory_quota,
+    has_helpers,
+    host_mount,
+    node_volume,
+    planned_volume,
+    prepared_on_node,
+    remote_export,
+    selected_node,
+    storage_class,
+)
 from stowage.drivers import driver_for
 from stowage.drivers.base import (
     ARCHIVE_AS_ANNOTATION,
@@ -23,20 +38,12 @@ from stowage.drivers.base import (
     PREPARED_BY_ANNOTATION,
     RELEASE_ANNOTATION,
     AccessMode,
-    BackendRef,
-    CapacitySource,
-    ClaimRequest,
-    HostMount,
-    NodeVolume,
-    ProvisionContext,
     ProvisionedVolume,
     ReleasePlan,
-    RemoteExport,
     Unprovisionable,
     mount_label,
 )
 from stowage.drivers.iscsi import portal_address
-from stowage.drivers.local import SharedMountDriver
 from stowage.drivers.placement import bounded_assignment, rendezvous_order
 from stowage.kube import Json
 from stowage.objects.helper_daemonset import (
@@ -45,7 +52,6 @@ from stowage.objects.helper_daemonset import (
     helper_daemonset,
     mount_order_config_map,
 )
-from stowage.reconcilers.claims import selected_node
 
 __all__ = [
     "HelperNotReady",
@@ -90,47 +96,28 @@ class SecretNeed:
     optional_keys: tuple[str, ...] = ()
 
 
-def _ref(name: str, model: StorageBackend) -> BackendRef:
-    return BackendRef(name=name, spec=model.spec)
-
-
 def validate(name: str, model: StorageBackend) -> list[str]:
     driver = driver_for(model.spec.storage_type)
-    return [str(problem) for problem in driver.validate(_ref(name, model))]
+    return [str(problem) for problem in driver.validate(backend_ref(name, model))]
 
 
 def secret_requirements(name: str, model: StorageBackend) -> list[SecretNeed]:
     driver = driver_for(model.spec.storage_type)
     return [
         SecretNeed(need.secret.namespace, need.secret.name, need.keys, need.optional_keys)
-        for need in driver.secret_requirements(_ref(name, model))
+        for need in driver.secret_requirements(backend_ref(name, model))
     ]
 
 
-def storage_class(name: str, model: StorageBackend) -> Json:
-    return objects.storage_class(_ref(name, model), driver_for(model.spec.storage_type))
-
-
 def csi_driver_name(name: str, model: StorageBackend) -> str | None:
-    return driver_for(model.spec.storage_type).csi_driver_name(_ref(name, model))
+    return driver_for(model.spec.storage_type).csi_driver_name(backend_ref(name, model))
 
 
 def static_volumes(name: str, model: StorageBackend) -> list[Json]:
     """PV manifests of the existing disks the backend lists (cloud types)."""
-    ref = _ref(name, model)
+    ref = backend_ref(name, model)
     driver = driver_for(model.spec.storage_type)
     return [objects.static_persistent_volume(ref, volume) for volume in driver.static_volumes(ref)]
-
-
-def host_mount(name: str, model: StorageBackend, node: str) -> HostMount | None:
-    """How the helper mounts the backend on `node`; None for types without a backend mount."""
-    return driver_for(model.spec.storage_type).host_mount(_ref(name, model), node)
-
-
-def remote_export(name: str, model: StorageBackend, node: str) -> RemoteExport | None:
-    """Where the helper on `node` makes claim directories over the network; None for types
-    whose directories are made otherwise."""
-    return driver_for(model.spec.storage_type).remote_export(_ref(name, model), node)
 
 
 def allows_many_writers(model: StorageBackend) -> bool:
@@ -147,30 +134,6 @@ def probe_addresses(model: StorageBackend) -> list[tuple[str, str, int]]:
     if model.spec.iscsi is None:
         return []
     return [(portal, *portal_address(portal)) for portal in model.spec.iscsi.portals]
-
-
-def prepared_on_node(model: StorageBackend) -> bool:
-    """Whether the helper on each volume's node makes it before its PV exists (emptyDir,
-    gitRepo, lvm, rbd; hostPath with enforceQuota)."""
-    return driver_for(model.spec.storage_type).prepares_on_node(_nameless(model))
-
-
-def _nameless(model: StorageBackend) -> BackendRef:
-    """A reference to the backend for questions its name does not change."""
-    return BackendRef(name="", spec=model.spec)
-
-
-def has_helpers(model: StorageBackend) -> bool:
-    """Whether the backend gets mount-helper DaemonSets: types whose volumes live in the
-    backend mount (glusterfs, cephfs, cifs), types whose volumes the helper makes on the
-    chosen node (emptyDir, gitRepo, lvm, rbd; hostPath with quota), and nfs, whose claim
-    directories the helpers make on the server."""
-    driver = driver_for(model.spec.storage_type)
-    return (
-        isinstance(driver, SharedMountDriver)
-        or prepared_on_node(model)
-        or driver.remote_export(_nameless(model), node="") is not None
-    )
 
 
 def _helper_nodes(name: str, nodes: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -201,16 +164,6 @@ def helper_release_request(
     if plan.archive_name:
         request[ARCHIVE_AS_ANNOTATION] = plan.archive_name
     return request
-
-
-def has_directory_quota(model: StorageBackend) -> bool:
-    """Whether the helpers limit each claim's directory to the claim's size."""
-    driver = driver_for(model.spec.storage_type)
-    return (
-        isinstance(driver, SharedMountDriver)
-        and driver.has_directory_quota
-        and model.spec.provisioning.enforce_quota is not False
-    )
 
 
 def helper_prepare_request(
@@ -262,11 +215,8 @@ def mount_order(
 ) -> Json | None:
     """The ConfigMap of each node's server order for its helper (first: its server, chosen
     with bounded load over the nodes the backend mounts on); None for one server or none."""
-    driver = driver_for(model.spec.storage_type)
-    if not isinstance(driver, SharedMountDriver):
-        return None
-    ref = _ref(name, model)
-    hosts = list(driver.mount_sources(ref))
+    ref = backend_ref(name, model)
+    hosts = list(driver_for(model.spec.storage_type).mount_sources(ref))
     if len(hosts) < 2:
         return None
     wanted = model.spec.mount.node_selector.items()
@@ -283,7 +233,7 @@ def helper(name: str, model: StorageBackend, settings: HelperSettings) -> Json |
     """The backend's mount-helper DaemonSet; None when its type has none (`has_helpers`)."""
     if not has_helpers(model):
         return None
-    ref = _ref(name, model)
+    ref = backend_ref(name, model)
     driver = driver_for(model.spec.storage_type)
     credentials = bool(secret_requirements(name, model))
     return helper_daemonset(
@@ -302,18 +252,7 @@ def helper_credentials(
     type needs, base64 as read); None for types whose helpers need none."""
     if not has_helpers(model) or not secret_requirements(name, model):
         return None
-    return helper_credentials_secret(_ref(name, model), settings, data)
-
-
-def node_volume(name: str, model: StorageBackend, volume: Mapping[str, Any]) -> NodeVolume | None:
-    """What the helper on a node-pinned volume's node makes for it; None for other types."""
-    driver = driver_for(model.spec.storage_type)
-    return driver.node_volume(_ref(name, model), ProvisionedVolume.from_manifest(volume))
-
-
-def capacity_source(name: str, model: StorageBackend) -> CapacitySource | None:
-    """What the helpers measure the free bytes of on their nodes."""
-    return driver_for(model.spec.storage_type).capacity_source(_ref(name, model))
+    return helper_credentials_secret(backend_ref(name, model), settings, data)
 
 
 def _pinned_node(name: str, claim: Mapping[str, Any]) -> str | None:
@@ -323,23 +262,6 @@ def _pinned_node(name: str, claim: Mapping[str, Any]) -> str | None:
     being_prepared = (metadata.get("labels") or {}).get(PREPARE_LABEL) == name
     asked = (metadata.get("annotations") or {}).get(PREPARE_ON_ANNOTATION)
     return selected_node(claim) or (asked if being_prepared else None)
-
-
-def claim_request(claim: Mapping[str, Any], node: str | None = None) -> ClaimRequest:
-    """The claim's facts; `node` (when given) stands for the scheduler's choice."""
-    metadata = claim["metadata"]
-    spec = claim.get("spec") or {}
-    requests = (spec.get("resources") or {}).get("requests") or {}
-    return ClaimRequest(
-        namespace=metadata["namespace"],
-        name=metadata["name"],
-        uid=metadata["uid"],
-        requested_bytes=parse_quantity(requests.get("storage", "0")),
-        access_modes=tuple(spec.get("accessModes") or ()),
-        volume_mode=spec.get("volumeMode") or "Filesystem",
-        selected_node=node or selected_node(claim),
-        storage_class=spec.get("storageClassName") or "",
-    )
 
 
 def volume_for_claim(
@@ -370,27 +292,13 @@ def volume_for_claim(
                 f"no node runs a ready mount helper of StorageBackend {name} "
                 f"(node label {mount_label(name)}={MOUNT_READY})"
             )
-    return _volume(name, model, claim_request(claim, node), volumes, nodes)
-
-
-def _volume(
-    name: str,
-    model: StorageBackend,
-    request: ClaimRequest,
-    volumes: Sequence[Mapping[str, Any]],
-    nodes: Sequence[Mapping[str, Any]],
-) -> Json:
-    driver = driver_for(model.spec.storage_type)
-    ref = _ref(name, model)
-    plan = driver.plan(ref, request, ProvisionContext.from_manifests(volumes, nodes))
-    source = driver.persistent_volume_source(ref, plan)
-    return objects.persistent_volume(ref, request, plan, source)
+    return planned_volume(name, model, claim_request(claim, node), volumes, nodes)
 
 
 def release_volume(name: str, model: StorageBackend, volume: Mapping[str, Any]) -> ReleasePlan:
     """What becomes of a released volume's data (the mount helpers carry it out)."""
     driver = driver_for(model.spec.storage_type)
-    return driver.release(_ref(name, model), ProvisionedVolume.from_manifest(volume))
+    return driver.release(backend_ref(name, model), ProvisionedVolume.from_manifest(volume))
 
 
 def lun_to_wipe(model: StorageBackend, volume: Mapping[str, Any]) -> tuple[IscsiSpec, int] | None:
@@ -401,15 +309,3 @@ def lun_to_wipe(model: StorageBackend, volume: Mapping[str, Any]) -> tuple[Iscsi
         return None
     lun = ProvisionedVolume.from_manifest(volume).location.lun
     return None if lun is None else (spec, lun)
-
-
-def claim_volume(
-    name: str, model: StorageBackend, claim: Mapping[str, Any], node: str | None = None
-) -> Json:
-    """The PV of a claim as the helper on `node` works it out (for a node-pinned type, the
-    volume on that node; shared mounts need no cluster facts); Unprovisionable when the claim
-    is not of the backend's class."""
-    wanted = storage_class(name, model)["metadata"]["name"]
-    if (claim.get("spec") or {}).get("storageClassName") != wanted:
-        raise Unprovisionable(f"the claim is not of StorageClass {wanted}")
-    return _volume(name, model, claim_request(claim, node), volumes=(), nodes=())

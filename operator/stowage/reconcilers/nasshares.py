@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from stowage import metrics
 from stowage.api.common import Condition
 from stowage.api.nasshare import NASShare, ShareProtocol
+from stowage.backends import describe_validation_error, parse_backend
 from stowage.drivers.base import node_ready
 from stowage.kube import ApiError, Json
 from stowage.kube.resources import (
@@ -44,11 +45,7 @@ from stowage.kube.resources import (
 from stowage.objects import nas
 from stowage.reconcilers import driving, indexes
 from stowage.reconcilers.applying import apply_drifted, create_missing
-from stowage.reconcilers.backend_state import (
-    describe_validation_error,
-    owned_manifest,
-    parse_backend,
-)
+from stowage.reconcilers.backend_state import owned_manifest
 from stowage.reconcilers.context import Runtime
 from stowage.reconcilers.indexes import Caches
 from stowage.reconcilers.reporting import report

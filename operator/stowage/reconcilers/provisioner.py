@@ -27,6 +27,7 @@ import kopf
 
 from stowage import metrics
 from stowage.api.backend import IscsiSpec
+from stowage.backends import parse_backend
 from stowage.drivers.base import (
     BACKEND_LABEL,
     PATH_ANNOTATION,
@@ -42,7 +43,6 @@ from stowage.kube import AlreadyExistsError, ApiError, Json
 from stowage.kube.events import post_event
 from stowage.kube.resources import PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES, Resource
 from stowage.reconcilers import driving, indexes
-from stowage.reconcilers.backend_state import parse_backend
 from stowage.reconcilers.claims import (
     PROVISIONED_BY_ANNOTATION,
     PROVISIONER,

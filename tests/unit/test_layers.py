@@ -1,8 +1,7 @@
-"""The CSI package serves the node side and the controller side: it imports neither, not
-even through another stowage module, so that a node plugin never loads the reconcilers.
-
-stowage.agent (the node side) still imports stowage.reconcilers (driving, backend_state)
-and is not checked here yet."""
+"""The layers' directions, as loading a module would follow them (through any other stowage
+module): the node side (the mount helper `stowage.agent`, the NAS servers `stowage.nas`) never
+loads the controller side (`stowage.reconcilers`); the CSI package, which both serve, loads
+neither. What both sides ask of a backend is in `stowage.backends` and the drivers."""
 
 from __future__ import annotations
 
@@ -17,7 +16,8 @@ import stowage
 pytestmark = pytest.mark.unit
 
 ROOT = Path(stowage.__file__).parent
-FORBIDDEN = ("stowage.reconcilers", "stowage.agent")
+CONTROLLER_SIDE = "stowage.reconcilers"
+NODE_SIDE = ("stowage.agent", "stowage.nas")
 
 
 def module_file(name: str) -> Path | None:
@@ -62,26 +62,36 @@ def loaded_with(start: str) -> dict[str, str]:
     return importer
 
 
-def csi_modules() -> list[str]:
+def modules_of(package: str) -> list[str]:
     names = []
-    for path in sorted((ROOT / "csi").rglob("*.py")):
+    for path in sorted(ROOT.joinpath(*package.split(".")[1:]).rglob("*.py")):
         parts = path.relative_to(ROOT.parent).with_suffix("").parts
         names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return sorted(set(names))
 
 
-def test_the_layer_walk_sees_what_a_module_loads() -> None:
-    loaded = loaded_with("stowage.agent.runner")
-    assert loaded["stowage.reconcilers.driving"] == "stowage.agent.runner"
-    assert "stowage.reconcilers" in loaded
-
-
-@pytest.mark.parametrize("module", csi_modules())
-def test_csi_loads_neither_the_controller_side_nor_the_node_side(module: str) -> None:
+def crossings(module: str, forbidden: tuple[str, ...]) -> dict[str, str]:
+    """The forbidden modules that loading `module` loads (module: imported by)."""
     importer = loaded_with(module)
-    crossing = {
+    return {
         name: importer[name]
         for name in importer
-        if any(name == side or name.startswith(f"{side}.") for side in FORBIDDEN)
+        if any(name == side or name.startswith(f"{side}.") for side in forbidden)
     }
-    assert not crossing, f"{module} loads (module: imported by) {crossing}"
+
+
+def test_the_layer_walk_sees_what_a_module_loads() -> None:
+    loaded = loaded_with("stowage.reconcilers.nasshares")
+    assert loaded["stowage.reconcilers.driving"] == "stowage.reconcilers.nasshares"
+    assert "stowage.drivers.base" in loaded
+    assert "stowage.nas.proxy" not in loaded
+
+
+@pytest.mark.parametrize("module", [m for side in NODE_SIDE for m in modules_of(side)])
+def test_the_node_side_never_loads_the_controller_side(module: str) -> None:
+    assert not crossings(module, (CONTROLLER_SIDE,))
+
+
+@pytest.mark.parametrize("module", modules_of("stowage.csi"))
+def test_csi_loads_neither_the_controller_side_nor_the_node_side(module: str) -> None:
+    assert not crossings(module, (CONTROLLER_SIDE, *NODE_SIDE))
