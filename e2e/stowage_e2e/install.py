@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from stowage_e2e.cluster import provider, settings
 from stowage_e2e.kube import Kube
 
 REPO_DIR = Path(__file__).resolve().parents[2]
@@ -182,8 +183,16 @@ def install(helm: Helm, images: Images, values: Values | None = None) -> None:
         "--wait",
         "--timeout",
         INSTALL_TIMEOUT,
-        values=merge(images.values(), values or {}),
+        values=merge(merge(images.values(), cluster_values()), values or {}),
     )
+
+
+def cluster_values() -> dict[str, Any]:
+    """Chart values the cluster needs: the local provider's kubelet has its own root directory
+    (its VM nodes keep /var/lib/kubelet, but the node plugin does not tolerate their taint)."""
+    if provider() != "local":
+        return {}
+    return {"csi": {"kubeletDir": str(settings().state_dir / "kubelet")}}
 
 
 def merge(base: Values, override: Values) -> dict[str, Any]:

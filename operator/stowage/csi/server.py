@@ -39,3 +39,11 @@ def serving(
     finally:
         server.stop(grace).wait()
         path.unlink(missing_ok=True)
+
+
+def require(context: grpc.ServicerContext, *fields: tuple[str, object]) -> None:
+    """Ends the call with INVALID_ARGUMENT naming the first of `fields` (what, value) that is
+    empty, as the CSI spec asks of a request missing a required field."""
+    for what, value in fields:
+        if not value:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{what} is empty")
