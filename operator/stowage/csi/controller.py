@@ -28,7 +28,7 @@ from stowage.drivers.base import (
     ProvisionContext,
     Unprovisionable,
 )
-from stowage.kube import ApiError, Json, Kube
+from stowage.kube import AlreadyExistsError, ApiError, Json, Kube
 from stowage.kube.resources import BACKEND_VOLUMES, NODES, STORAGE_BACKENDS
 
 log = logging.getLogger(__name__)
@@ -98,9 +98,6 @@ class Controller(csi_pb2_grpc.ControllerServicer):
     def _create(self, request: csi_pb2.CreateVolumeRequest) -> csi_pb2.Volume:
         name = volumes.volume_id(request.name)
         claim = volumes.claim_request(request)
-        existing = self._kube.get(BACKEND_VOLUMES, name)
-        if existing is not None:
-            return self._existing(name, existing, claim.requested_bytes)
         backend_name = request.parameters.get(BACKEND_PARAMETER)
         if not backend_name:
             raise volumes.BadRequest(f"parameter {BACKEND_PARAMETER} is not set")
@@ -116,8 +113,9 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             )
         # A claim always asks for a size; a bare CSI call need not (then 0: no size of its own).
         sized = dataclasses.replace(claim, requested_bytes=claim.requested_bytes or 1)
+        nodes = self._candidate_nodes(claim.selected_node)
         try:
-            plan = driver.plan(ref, sized, ProvisionContext.from_manifests((), self._nodes()))
+            plan = driver.plan(ref, sized, ProvisionContext.from_manifests((), nodes))
         except Unprovisionable as error:
             # No node or server can hold it now (a CO retries); a bad request was refused above.
             raise Failed(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)) from error
@@ -134,9 +132,24 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             volumes.DirectoryOwner(owner.uid, owner.gid) if owner else volumes.DirectoryOwner(),
             release_on_node=provisioning.on_delete is not OnDelete.RETAIN,
         )
-        created = self._kube.create(BACKEND_VOLUMES, record)
+        try:
+            created = self._kube.create(BACKEND_VOLUMES, record)
+        except AlreadyExistsError:
+            # A repeated call (the CO retries after a timeout): answered from the record.
+            existing = self._kube.get(BACKEND_VOLUMES, name)
+            if existing is None:
+                raise Failed(grpc.StatusCode.ABORTED, f"volume {name} was just deleted") from None
+            return self._existing(name, existing, claim.requested_bytes)
         log.info("volume %s of backend %s on node %s", name, backend_name, plan.location.node)
         return volumes.csi_volume(name, volumes.record_spec(created))
+
+    def _candidate_nodes(self, selected: str | None) -> Sequence[Json]:
+        """The scheduler's node alone when it chose one (WaitForFirstConsumer, or the CO's
+        preferred topology), else every node."""
+        if selected is None:
+            return self._nodes()
+        node = self._kube.get(NODES, selected)
+        return [node] if node is not None else []
 
     def _existing(self, name: str, record: Json, requested: int) -> csi_pb2.Volume:
         spec = volumes.record_spec(record)

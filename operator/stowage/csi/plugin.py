@@ -16,8 +16,10 @@ from pathlib import Path
 from stowage.csi import DRIVER_NAME
 from stowage.csi.identity import Identity
 from stowage.csi.registration import Registration, registration_socket
-from stowage.csi.server import Service, serving
+from stowage.csi.server import WORKERS, Service, serving
 from stowage.kube import Kube
+
+CONTROLLER_WORKERS = 32
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,9 @@ def run_plugin(kube: Kube, settings: PluginSettings, stop: threading.Event) -> N
         releaser = NodeData(kube, settings.node, settings.host_root)
         workers.append(threading.Thread(target=releaser.run, args=(stop,), daemon=True))
     with contextlib.ExitStack() as stack:
-        stack.enter_context(serving(settings.socket, *services))
+        # The controller serves the provisioner's many workers: each call waits on the API.
+        calls = CONTROLLER_WORKERS if settings.controller else WORKERS
+        stack.enter_context(serving(settings.socket, *services, workers=calls))
         if settings.node is not None and settings.kubelet_dir is not None:
             registry = settings.kubelet_dir / "plugins_registry"
             registration = Registration(str(settings.socket))
