@@ -168,22 +168,27 @@ def adopt_crds(kubeconfig: Path, namespace: str = NAMESPACE) -> None:
         )
 
 
-def install(helm: Helm, images: Images, values: Values | None = None) -> None:
-    """`helm upgrade --install` the chart and wait until the operator is Ready."""
+def install(
+    helm: Helm, images: Images, values: Values | None = None, chart: Path = CHART_DIR
+) -> None:
+    """`helm upgrade --install` the chart (this tree's, or another release's) and wait until
+    the operator is Ready."""
     if helm.kubeconfig is not None:
         adopt_crds(helm.kubeconfig)
+    # An earlier release's chart knows none of this cluster's values (nor its schema them).
+    cluster = cluster_values() if chart == CHART_DIR else {}
     helm.run(
         "upgrade",
         "--install",
         RELEASE,
-        str(CHART_DIR),
+        str(chart),
         "--namespace",
         NAMESPACE,
         "--create-namespace",
         "--wait",
         "--timeout",
         INSTALL_TIMEOUT,
-        values=merge(merge(images.values(), cluster_values()), values or {}),
+        values=merge(merge(images.values(), cluster), values or {}),
     )
 
 

@@ -9,9 +9,7 @@ the data as onDelete says, through the BackendVolume record and the node plugin.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +26,6 @@ pytestmark = pytest.mark.e2e
 
 DRIVER = "csi.stowage.io"
 TOPOLOGY_KEY = "topology.stowage.io/node"
-
-
-@pytest.fixture
-def host_directory() -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="stowage-csi-", dir="/var/tmp"))
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def topology_keys(csi_node: dict[str, Any]) -> list[str]:
