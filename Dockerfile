@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # The two stowage images, built from one file:
-#   --target operator  the unprivileged operator (`stowage run`), uid 65532, read-only root
+#   --target operator  the unprivileged operator (`stowage run`, the CSI controller and its
+#                      csi-provisioner sidecar), uid 65532, read-only root
 #   --target helper    the privileged mount helper and NAS server (`stowage agent`) with the
 #                      storage clients and servers
 #
@@ -72,6 +73,9 @@ RUN apt-get update \
  && groupadd --system --gid 65532 stowage \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /tmp \
       --shell /usr/sbin/nologin stowage
+# The csi-provisioner sidecar of the chart's operator pod, built from its Go module by
+# e2e/scripts/build-binaries.sh and staged in build/bin/ by the image build.
+COPY build/bin/csi-provisioner /usr/local/bin/csi-provisioner
 COPY --from=dependencies /opt/stowage /opt/stowage
 COPY --from=stowage /app/ /opt/stowage/
 # Nothing writes outside /tmp (an emptyDir in the chart): the root filesystem can be read-only.

@@ -9,12 +9,18 @@ are Bound. Prints latency percentiles and the API server's write requests per cl
 requests (`stowage_api_requests_total`). A benchmark, not a test: it asserts nothing.
 
     .venv/bin/python bench/provision.py --kubeconfig "$KUBECONFIG" [--claims 200]
+
+With --backend hostpath it measures, in one run on the chart-installed stowage, the floor set by
+the API server and the PV controller (claims bound to PVs made beforehand, no provisioner), the
+stowage.io/provisioner and the CSI driver (csi-provisioner plus stowage's Controller service),
+all hostPath with Immediate binding.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -22,7 +28,9 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,9 +39,19 @@ sys.path[:0] = [str(REPO / "operator"), str(REPO / "e2e"), str(REPO / "tests" / 
 from itkit import Api, OperatorProcess, storage_backend, wait_for  # noqa: E402
 
 from stowage.kube import Connection, Json, Kube  # noqa: E402
-from stowage.kube.resources import NAMESPACES, PERSISTENT_VOLUME_CLAIMS, STORAGE_BACKENDS  # noqa: E402
+from stowage.kube.resources import (  # noqa: E402
+    NAMESPACES,
+    PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
+    STORAGE_BACKENDS,
+    STORAGE_CLASSES,
+)
 from stowage_e2e import hosts  # noqa: E402
+from stowage_e2e.cluster import settings  # noqa: E402
 from stowage_e2e.guard import network_guard  # noqa: E402
+from stowage_e2e.images import ImageBuilder as ClusterImageBuilder  # noqa: E402
+from stowage_e2e.images_stowage import build_stowage_images  # noqa: E402
+from stowage_e2e.install import Helm, install  # noqa: E402
 from stowage_e2e.servers import SERVERS_DIR, NfsGanesha  # noqa: E402
 
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
@@ -74,37 +92,88 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def claim(name: str, namespace: str, storage_class: str) -> Json:
+def claim(
+    name: str, namespace: str, storage_class: str, access_mode: str = "ReadWriteOnce"
+) -> Json:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "storageClassName": storage_class,
-            "accessModes": ["ReadWriteMany"],
+            "accessModes": [access_mode],
             "resources": {"requests": {"storage": "1Gi"}},
         },
     }
 
 
-def run(args: argparse.Namespace) -> None:
-    kube = Kube(Connection.load(args.kubeconfig, pool_size=args.clients), timeout=60)
-    api = Api(args.kubeconfig, kube)
-    crds = subprocess.run(
-        [sys.executable, "-m", "stowage", "crds"], capture_output=True, text=True, check=True
-    ).stdout
-    api.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=crds)
-    api.kubectl("wait", "--for=condition=Established", "crd/storagebackends.stowage.io")
+@dataclass(frozen=True)
+class Measured:
+    elapsed: float
+    latencies: list[float]
+    writes: Counter[str]
+    ours: Counter[str]
+
+
+def measure(
+    api: Api,
+    kube: Kube,
+    namespace: str,
+    count: int,
+    clients: int,
+    create: Callable[[str], None],
+    timeout: float,
+    operator: OperatorProcess | None = None,
+) -> Measured:
+    """Creates `count` claims with `create` from `clients` threads; PVC created -> Bound."""
+    writes_before, ours_before = api_server_writes(api), operator_requests(operator)
+    names = [f"claim-{i:04d}" for i in range(count)]
+    created: dict[str, float] = {}
+
+    def timed(name: str) -> None:
+        create(name)
+        created[name] = time.monotonic()
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(timed, names))
+    bound: dict[str, float] = {}
+
+    def all_bound() -> bool:
+        now = time.monotonic()
+        for item in kube.list(PERSISTENT_VOLUME_CLAIMS, namespace=namespace):
+            if (item.get("status") or {}).get("phase") == "Bound":
+                bound.setdefault(item["metadata"]["name"], now)
+        return len(bound) == len(names)
+
+    wait_for(all_bound, timeout=timeout, what=f"{count} claims Bound")
+    elapsed = time.monotonic() - started
+    time.sleep(2)  # let trailing Events and status writes land in the counts
+    return Measured(
+        elapsed=elapsed,
+        latencies=[bound[name] - created[name] for name in names],
+        writes=api_server_writes(api) - writes_before,
+        ours=operator_requests(operator) - ours_before,
+    )
+
+
+def namespace_for(kube: Kube, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    return name
+
+
+def run_nfs(args: argparse.Namespace, api: Api, kube: Kube) -> None:
     operator = None
     if not args.operator_running:
         log = Path(tempfile.mkdtemp(prefix="stowage-bench-")) / "operator.log"
         operator = OperatorProcess(args.kubeconfig, log)
         operator.start()
         print(f"operator log: {log}")
-    suffix = uuid.uuid4().hex[:6]
-    backend, namespace = f"bench-{suffix}", f"bench-{suffix}"
+    backend = f"bench-{uuid.uuid4().hex[:6]}"
     host = hosts.create_host()
     ganesha = NfsGanesha.start(host, exports={str(SERVERS_DIR / host.name / "export"): "/bench"})
+    namespace = ""
     try:
         api.apply(
             storage_backend(
@@ -116,38 +185,18 @@ def run(args: argparse.Namespace) -> None:
             )
         )
         api.wait_condition(backend, status="True", reason="Available")
-        kube.create(
-            NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-        )
-        writes_before, ours_before = api_server_writes(api), operator_requests(operator)
-        names = [f"claim-{i:04d}" for i in range(args.claims)]
-        created: dict[str, float] = {}
+        namespace = namespace_for(kube, backend)
 
         def create(name: str) -> None:
-            kube.create(PERSISTENT_VOLUME_CLAIMS, claim(name, namespace, backend))
-            created[name] = time.monotonic()
+            kube.create(PERSISTENT_VOLUME_CLAIMS, claim(name, namespace, backend, "ReadWriteMany"))
 
-        started = time.monotonic()
-        with ThreadPoolExecutor(args.clients) as pool:
-            list(pool.map(create, names))
-        bound: dict[str, float] = {}
-
-        def all_bound() -> bool:
-            now = time.monotonic()
-            for item in kube.list(PERSISTENT_VOLUME_CLAIMS, namespace=namespace):
-                if (item.get("status") or {}).get("phase") == "Bound":
-                    bound.setdefault(item["metadata"]["name"], now)
-            return len(bound) == len(names)
-
-        wait_for(all_bound, timeout=args.timeout, what=f"{args.claims} claims Bound")
-        elapsed = time.monotonic() - started
-        time.sleep(2)  # let trailing Events and status writes land in the counts
-        writes = api_server_writes(api) - writes_before
-        ours = operator_requests(operator) - ours_before
-        latencies = [bound[name] - created[name] for name in names]
-        report(args.claims, elapsed, latencies, writes, ours)
+        measured = measure(
+            api, kube, namespace, args.claims, args.clients, create, args.timeout, operator
+        )
+        report("nfs (stowage.io/provisioner)", args.claims, measured)
     finally:
-        kube.delete(NAMESPACES, namespace)
+        if namespace:
+            kube.delete(NAMESPACES, namespace)
         kube.delete(STORAGE_BACKENDS, backend)
         if operator is not None:
             wait_for(
@@ -160,14 +209,116 @@ def run(args: argparse.Namespace) -> None:
         hosts.remove_host(host)
 
 
-def report(
-    claims: int,
-    elapsed: float,
-    latencies: list[float],
-    writes: Counter[str],
-    ours: Counter[str],
-) -> None:
-    print(f"\n{claims} claims Bound in {elapsed:.2f} s ({claims / elapsed:.1f} claims/s)")
+def prebound_volume(name: str, namespace: str, storage_class: str, path: str) -> Json:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": f"{namespace}-{name}"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": storage_class,
+            "persistentVolumeReclaimPolicy": "Delete",
+            "hostPath": {"path": f"{path}/{name}", "type": "DirectoryOrCreate"},
+            "claimRef": {"namespace": namespace, "name": name},
+        },
+    }
+
+
+def run_host_path(args: argparse.Namespace, api: Api, kube: Kube) -> None:
+    """The floor and both provisioners of hostPath, in one run against the chart's stowage:
+    claims bound to PVs made beforehand with no provisioner, the stowage.io/provisioner, and
+    the CSI driver (csi-provisioner and stowage's Controller service)."""
+    suffix = uuid.uuid4().hex[:6]
+    root = Path(tempfile.mkdtemp(prefix="stowage-bench-", dir="/var/tmp"))
+    node = settings().node_name
+    floor_class = f"bench-floor-{suffix}"
+    kube.create(
+        STORAGE_CLASSES,
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": floor_class},
+            "provisioner": "kubernetes.io/no-provisioner",
+        },
+    )
+    backends = {
+        "hostPath (stowage.io/provisioner)": f"bench-intree-{suffix}",
+        "hostPath (CSI: csi-provisioner + stowage)": f"bench-csi-{suffix}",
+    }
+    namespaces: list[str] = []
+    try:
+        for label, backend in backends.items():
+            spec: dict[str, object] = {
+                "hostPath": {"path": str(root / backend), "nodes": [node]},
+                "storageClass": {"volumeBindingMode": "Immediate"},
+            }
+            if "CSI" in label:
+                spec["provisioning"] = {"csi": True}
+            api.apply(storage_backend(backend, spec))
+            api.wait_condition(backend, status="True", reason="Available")
+
+        floor = namespace_for(kube, "bench-floor")
+        namespaces.append(floor)
+
+        def create_prebound(name: str) -> None:
+            volume = prebound_volume(name, floor, floor_class, str(root / "floor"))
+            kube.create(PERSISTENT_VOLUMES, volume)
+            kube.create(PERSISTENT_VOLUME_CLAIMS, claim(name, floor, floor_class))
+
+        measured = measure(
+            api, kube, floor, args.claims, args.clients, create_prebound, args.timeout
+        )
+        report("floor: pre-bound hostPath PVs, no provisioner", args.claims, measured)
+        for label, backend in backends.items():
+            namespace = namespace_for(kube, backend)
+            namespaces.append(namespace)
+
+            def create(name: str, namespace: str = namespace, backend: str = backend) -> None:
+                kube.create(PERSISTENT_VOLUME_CLAIMS, claim(name, namespace, backend))
+
+            measured = measure(
+                api, kube, namespace, args.claims, args.clients, create, args.timeout
+            )
+            report(label, args.claims, measured)
+    finally:
+        for namespace in namespaces:
+            kube.delete(NAMESPACES, namespace)
+        for backend in backends.values():
+            kube.delete(STORAGE_BACKENDS, backend)
+        for backend in backends.values():
+            wait_for(lambda b=backend: api.gone(STORAGE_BACKENDS, b), timeout=300, what="deleted")
+        kube.delete(STORAGE_CLASSES, floor_class)
+        for volume in kube.list(PERSISTENT_VOLUMES):
+            if volume["spec"].get("storageClassName") == floor_class:
+                kube.delete(PERSISTENT_VOLUMES, volume["metadata"]["name"])
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run(args: argparse.Namespace) -> None:
+    kube = Kube(Connection.load(args.kubeconfig, pool_size=args.clients), timeout=60)
+    api = Api(args.kubeconfig, kube)
+    if args.backend == "hostpath":
+        # The CSI variant needs the chart's operator, csi-provisioner and node plugin.
+        install(Helm(args.kubeconfig), build_stowage_images(ClusterImageBuilder()))
+        run_host_path(args, api, kube)
+        return
+    crds = subprocess.run(
+        [sys.executable, "-m", "stowage", "crds"], capture_output=True, text=True, check=True
+    ).stdout
+    api.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=crds)
+    api.kubectl("wait", "--for=condition=Established", "crd/storagebackends.stowage.io")
+    run_nfs(args, api, kube)
+
+
+def report(label: str, claims: int, measured: Measured) -> None:
+    elapsed, latencies, writes, ours = (
+        measured.elapsed,
+        measured.latencies,
+        measured.writes,
+        measured.ours,
+    )
+    print(f"\n{label}: {claims} claims Bound in {elapsed:.2f} s ({claims / elapsed:.1f} claims/s)")
     print(
         "PVC created -> Bound (s): "
         + ", ".join(f"p{int(q * 100)} {percentile(latencies, q):.3f}" for q in (0.5, 0.95, 0.99))
@@ -189,6 +340,14 @@ def main() -> None:
     parser.add_argument("--claims", type=int, default=200)
     parser.add_argument("--clients", type=int, default=20, help="threads creating claims")
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument(
+        "--backend",
+        choices=("nfs", "hostpath"),
+        default="nfs",
+        help="nfs: an NFS-Ganesha backend, `stowage run` started here; hostpath: the floor "
+        "(pre-bound PVs), the stowage.io/provisioner and the CSI driver in one run, with "
+        "stowage installed by its chart",
+    )
     parser.add_argument(
         "--operator-running",
         action="store_true",

@@ -4,8 +4,8 @@
 # network guard is on. A second run on the same machine fetches and builds nothing.
 #   - the Debian packages of e2e/packages.txt
 #   - the Python environment (.venv) with the pinned dependencies
-#   - etcd, Kubernetes, helm, CoreDNS and csi-sanity built from their Go modules, and the
-#     Go modules of the .proto files of stowage's CSI bindings
+#   - etcd, Kubernetes, helm, CoreDNS, csi-sanity and csi-provisioner built from their Go
+#     modules, and the Go modules of the .proto files of stowage's CSI bindings
 #   - the base and pause images, stowage's images and the suite's tools image
 #   - the VM nodes' kernel, initramfs and disk (with those images), unless STOWAGE_VM_NODES=0
 source "$(dirname "$0")/../e2e/scripts/common.sh"

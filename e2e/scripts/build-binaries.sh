@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds etcd, the Kubernetes binaries, helm, CoreDNS and csi-sanity from their Go modules into
-# $STOWAGE_CACHE/bin. A stamp file per binary set makes a warm run a no-op.
+# Builds etcd, the Kubernetes binaries, helm, CoreDNS, csi-sanity and the CSI sidecars from their
+# Go modules into $STOWAGE_CACHE/bin. A stamp file per binary set makes a warm run a no-op.
 source "$(dirname "$0")/common.sh"
 
 K8S_MODULE="$E2E_DIR/build/k8s"
@@ -65,5 +65,21 @@ go_install_once coredns "$COREDNS_VERSION" github.com/coredns/coredns
 go_install_once csi-sanity "$CSI_SANITY_VERSION" github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity \
   "-s -w -X main.VERSION=$CSI_SANITY_VERSION"
 download_proto_modules
+
+# The CSI sidecars: their go.mod files have replace directives, which `go install pkg@version`
+# refuses, so e2e/build/csi-sidecars requires them with those lines copied (its tools.go names
+# them) and builds them from there.
+SIDECARS_MODULE="$E2E_DIR/build/csi-sidecars"
+sidecars_stamp="$(sha256sum "$SIDECARS_MODULE/go.mod" | cut -c1-16)"
+if stamp_ok csi-sidecars "$sidecars_stamp"; then
+  log "CSI sidecars are cached"
+else
+  provisioner=github.com/kubernetes-csi/external-provisioner/v6
+  version=$(cd "$SIDECARS_MODULE" && go list -m -f '{{.Version}}' "$provisioner")
+  log "building csi-provisioner $version"
+  (cd "$SIDECARS_MODULE" && CGO_ENABLED=0 go build -trimpath \
+      -ldflags "-s -w -X main.version=$version" -o "$BIN_DIR/" "$provisioner/cmd/csi-provisioner")
+  echo "$sidecars_stamp" > "$BIN_DIR/.csi-sidecars.stamp"
+fi
 
 log "binaries ready in $BIN_DIR ($(( $(date +%s) - start )) s)"

@@ -7,6 +7,8 @@ Fixtures:
     kubeconfig     (session) Path of its admin kubeconfig
     kube           (session) a `Kube` (kubectl helpers) on it
     namespace      (test)    a fresh namespace, deleted after the test
+    host_directory (test)    a new directory on this machine's node (a hostPath backend's
+                   root), removed after the test
     test_hosts     (test)    a factory of network-namespace test hosts, removed after the test
     image_builder  (session) builds Dockerfiles and imports the images into the cluster
     unreachable_host (session) a test host that is cut off: a server there never answers
@@ -31,6 +33,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -137,6 +140,13 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     kube.wait_for("serviceaccount", "default", name, lambda _: True, timeout=60)
     yield name
     kube.delete("namespace", name, wait=False)
+
+
+@pytest.fixture
+def host_directory() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="stowage-e2e-", dir="/var/tmp"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @dataclass

@@ -11,6 +11,7 @@ a layer cache and imports the result into the cluster's containerd.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +23,9 @@ from stowage_e2e.cluster import settings
 from stowage_e2e.install import REPO_DIR, Images
 
 WHEELS_DIR = REPO_DIR / "build" / "wheels"
+# Binaries the Dockerfile copies in: the CSI sidecars built from their Go modules.
+STAGED_BINARIES_DIR = REPO_DIR / "build" / "bin"
+SIDECARS = ("csi-provisioner",)
 # The images run Debian bookworm's CPython.
 IMAGE_PYTHON = "3.11"
 MANYLINUX_TAGS = (
@@ -91,10 +95,24 @@ def _pip_download(destination: Path, *index_args: str) -> int:
     ).returncode
 
 
+def stage_sidecars(source: Path, destination: Path = STAGED_BINARIES_DIR) -> None:
+    """Copies the sidecars into the build context (only when changed: the layer cache keys on
+    the file's content)."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in SIDECARS:
+        built = source / name
+        if not built.is_file():
+            raise FileNotFoundError(f"{built} is missing: run `bash e2e/scripts/build-binaries.sh`")
+        staged = destination / name
+        if not staged.is_file() or staged.read_bytes() != built.read_bytes():
+            shutil.copy2(built, staged)
+
+
 def build_stowage_images(builder: ImageBuilder, images: Images | None = None) -> Images:
     """Both images built from this tree and present in the cluster's containerd."""
     images = images or default_images()
     download_wheels()
+    stage_sidecars(settings().bin_dir)
     builder.build(REPO_DIR, tag=images.operator, target="operator")
     builder.build(REPO_DIR, tag=images.helper, target="helper")
     return images

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from stowage_e2e.cluster import provider, settings
 from stowage_e2e.kube import Kube
 
 REPO_DIR = Path(__file__).resolve().parents[2]
@@ -167,23 +168,36 @@ def adopt_crds(kubeconfig: Path, namespace: str = NAMESPACE) -> None:
         )
 
 
-def install(helm: Helm, images: Images, values: Values | None = None) -> None:
-    """`helm upgrade --install` the chart and wait until the operator is Ready."""
+def install(
+    helm: Helm, images: Images, values: Values | None = None, chart: Path = CHART_DIR
+) -> None:
+    """`helm upgrade --install` the chart (this tree's, or another release's) and wait until
+    the operator is Ready."""
     if helm.kubeconfig is not None:
         adopt_crds(helm.kubeconfig)
+    # An earlier release's chart knows none of this cluster's values (nor its schema them).
+    cluster = cluster_values() if chart == CHART_DIR else {}
     helm.run(
         "upgrade",
         "--install",
         RELEASE,
-        str(CHART_DIR),
+        str(chart),
         "--namespace",
         NAMESPACE,
         "--create-namespace",
         "--wait",
         "--timeout",
         INSTALL_TIMEOUT,
-        values=merge(images.values(), values or {}),
+        values=merge(merge(images.values(), cluster), values or {}),
     )
+
+
+def cluster_values() -> dict[str, Any]:
+    """Chart values the cluster needs: the local provider's kubelet has its own root directory
+    (its VM nodes keep /var/lib/kubelet, but the node plugin does not tolerate their taint)."""
+    if provider() != "local":
+        return {}
+    return {"csi": {"kubeletDir": str(settings().state_dir / "kubelet")}}
 
 
 def merge(base: Values, override: Values) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """The `stowage` command: `run` the operator, print the `crds`, run the mount-helper `agent`,
-run a NASShare's NFS server (`nas-server`).
+run a NASShare's NFS server (`nas-server`), serve the CSI driver (`csi`).
 
 Each subcommand is one `add_*` function registering its parser and the function that runs it.
 """
@@ -97,6 +97,29 @@ def nas_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser
     return run_smb(args.config, args.users, directories, lease)
 
 
+def csi_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from stowage.csi.plugin import PluginSettings, run_until_signalled
+    from stowage.kube import Connection, Kube
+
+    node = None if args.node is None else (args.node or os.environ.get("NODE_NAME", ""))
+    if not args.controller and args.node is None:
+        parser.error("serve --controller, --node NAME, or both")
+    if args.node is not None and not node:
+        parser.error("--node needs a name (or NODE_NAME)")
+    if args.endpoint is None and (node is None or args.kubelet_dir is None):
+        parser.error("--endpoint is required, unless a node plugin is given --kubelet-dir")
+    configure_logging(parser)
+    kube = Kube(Connection.load(args.kubeconfig, pool_size=4), timeout=30)
+    settings = PluginSettings(
+        controller=args.controller,
+        node=node,
+        endpoint=args.endpoint,
+        kubelet_dir=args.kubelet_dir,
+        host_root=args.host_root,
+    )
+    return run_until_signalled(kube, settings)
+
+
 def add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "run",
@@ -172,6 +195,37 @@ def add_nas_server(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     parser.set_defaults(command=nas_server_command, parser=parser)
 
 
+def add_csi(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "csi",
+        help="serve the CSI driver csi.stowage.io on a unix socket",
+        description="Serve the CSI Identity service with the Controller service (--controller), "
+        "the Node service of one node (--node), or both, on the unix socket --endpoint. A node "
+        "plugin given --kubelet-dir registers with the kubelet and serves by default on "
+        "<kubelet dir>/plugins/csi.stowage.io/csi.sock.",
+    )
+    parser.add_argument("--endpoint", type=Path, default=None, help="the unix socket's path")
+    parser.add_argument("--controller", action="store_true", help="serve the Controller service")
+    parser.add_argument(
+        "--node",
+        nargs="?",
+        const="",
+        default=None,
+        help="serve the Node service as this node [env NODE_NAME when given no name]",
+    )
+    parser.add_argument(
+        "--kubelet-dir", type=Path, default=None, help="the kubelet's root directory, to register"
+    )
+    parser.add_argument(
+        "--host-root",
+        type=Path,
+        default=Path("/"),
+        help="where the node's / is mounted (node plugin in a container) [default /]",
+    )
+    parser.add_argument("--kubeconfig", type=Path, default=None, help="default: in-cluster")
+    parser.set_defaults(command=csi_command, parser=parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stowage", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"stowage {__version__}")
@@ -180,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_crds(subparsers)
     add_agent(subparsers)
     add_nas_server(subparsers)
+    add_csi(subparsers)
     return parser
 
 

@@ -23,6 +23,7 @@ EVERYTHING_ON: dict[str, Any] = {
     "helperNamespace": {"create": True, "name": "stowage-helpers"},
     "metrics": {"serviceMonitor": {"enabled": True}},
     "operator": {"tolerations": [{"operator": "Exists"}], "nodeSelector": {"a": "b"}},
+    "csi": {"node": {"tolerations": [{"operator": "Exists"}], "nodeSelector": {"a": "b"}}},
 }
 
 
@@ -108,6 +109,10 @@ def operator_deployment(values: dict[str, Any] | None = None) -> Manifest:
     return deployment
 
 
+def containers_of(workload: Manifest) -> dict[str, Manifest]:
+    return {c["name"]: c for c in workload["spec"]["template"]["spec"]["containers"]}
+
+
 def test_operator_pod_meets_pod_security_restricted() -> None:
     deployment = operator_deployment()
     assert deployment["spec"]["replicas"] == 1
@@ -125,7 +130,7 @@ def test_operator_pod_meets_pod_security_restricted() -> None:
         assert context["readOnlyRootFilesystem"] is True
         assert context["capabilities"] == {"drop": ["ALL"]}
         assert not context.get("privileged")
-        assert all("hostPort" not in port for port in container["ports"])
+        assert all("hostPort" not in port for port in container.get("ports", []))
         assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
 
 
@@ -133,7 +138,7 @@ def test_operator_probes_use_the_health_port_and_settings_reach_the_env() -> Non
     deployment = operator_deployment(
         {"operator": {"logLevel": "debug", "healthPort": 8181}, "metrics": {"port": 9191}}
     )
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    container = containers_of(deployment)["operator"]
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports == {"health": 8181, "metrics": 9191}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -143,6 +148,51 @@ def test_operator_probes_use_the_health_port_and_settings_reach_the_env() -> Non
     assert env["STOWAGE_HEALTH_PORT"] == "8181"
     assert env["STOWAGE_METRICS_PORT"] == "9191"
     assert env["STOWAGE_HELPER_IMAGE"] == "localhost/stowage/helper:0.1.0"
+
+
+def test_the_csi_driver_has_its_controller_beside_the_operator_and_a_node_plugin() -> None:
+    manifests = render(
+        {
+            "csi": {
+                "kubeletDir": "/srv/kubelet/",
+                "provisioner": {"workerThreads": 7, "kubeApiQps": 30, "kubeApiBurst": 60},
+            }
+        }
+    )
+    (driver,) = of_kind(manifests, "CSIDriver")
+    assert driver["metadata"]["name"] == "csi.stowage.io"
+    assert driver["spec"]["attachRequired"] is False
+    assert driver["spec"]["volumeLifecycleModes"] == ["Persistent"]
+    (deployment,) = of_kind(manifests, "Deployment")
+    containers = containers_of(deployment)
+    assert set(containers) == {"operator", "csi-controller", "csi-provisioner"}
+    assert containers["csi-controller"]["args"] == [
+        "csi",
+        "--controller",
+        "--endpoint",
+        "/csi/csi.sock",
+    ]
+    provisioner = containers["csi-provisioner"]["args"]
+    assert "--csi-address=/csi/csi.sock" in provisioner
+    assert "--extra-create-metadata" in provisioner  # the claim's names reach CreateVolume
+    assert {"--worker-threads=7", "--kube-api-qps=30", "--kube-api-burst=60"} <= set(provisioner)
+    (node_plugin,) = of_kind(manifests, "DaemonSet")
+    (container,) = containers_of(node_plugin).values()
+    assert "--kubelet-dir=/srv/kubelet" in container["args"]
+    assert {
+        "name": "kubelet-dir",
+        "mountPath": "/srv/kubelet",
+        "mountPropagation": "Bidirectional",
+    } in container["volumeMounts"]
+    assert node_plugin["spec"]["template"]["spec"]["serviceAccountName"] == f"{RELEASE}-helper"
+
+
+def test_without_the_csi_driver_the_operator_runs_alone() -> None:
+    manifests = render({"csi": {"enabled": False}})
+    assert not of_kind(manifests, "CSIDriver")
+    assert not of_kind(manifests, "DaemonSet")
+    (deployment,) = of_kind(manifests, "Deployment")
+    assert set(containers_of(deployment)) == {"operator"}
 
 
 def strip_added_metadata(crd: Manifest, added: Manifest) -> Manifest:

@@ -59,18 +59,32 @@ FRAMEWORK: set[Permission] = {
 }
 
 
-# Three ServiceAccounts: the mount helper's (`stowage.agent`), the NAS servers'
-# (`stowage.nas`, a Role the operator makes per share), and the operator's (the rest).
-AGENT_DIR = PACKAGE_DIR / "agent"
-NAS_SERVER_DIR = PACKAGE_DIR / "nas"
+# Three ServiceAccounts: the mount helper's (`stowage.agent` and the CSI node plugin), the NAS
+# servers' (`stowage.nas`, a Role the operator makes per share), and the operator's (the rest).
+HELPER = "helper"
+NAS_SERVER = "nas-server"
 OPERATOR = "operator"
+COMPONENT_PATHS = {
+    HELPER: (
+        PACKAGE_DIR / "agent",
+        PACKAGE_DIR / "csi" / "node.py",
+        PACKAGE_DIR / "csi" / "node_data.py",
+    ),
+    NAS_SERVER: (PACKAGE_DIR / "nas",),
+}
 
 
-def syntax_trees(component: Path | str) -> Iterator[ast.Module]:
-    """The modules of a component: a package directory, or OPERATOR for all the others."""
+def component_of(path: Path) -> str:
+    for component, paths in COMPONENT_PATHS.items():
+        if any(path.is_relative_to(inside) for inside in paths):
+            return component
+    return OPERATOR
+
+
+def syntax_trees(component: str) -> Iterator[ast.Module]:
+    """The modules of a component: HELPER, NAS_SERVER, or OPERATOR for all the others."""
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        inside = next((d for d in (AGENT_DIR, NAS_SERVER_DIR) if path.is_relative_to(d)), OPERATOR)
-        if inside == component:
+        if component_of(path) == component:
             yield ast.parse(path.read_text(), filename=str(path))
 
 
@@ -201,7 +215,7 @@ def used_by_the_code() -> set[Permission]:
     return used
 
 
-def used_by(component: Path) -> set[Permission]:
+def used_by(component: str) -> set[Permission]:
     used: set[Permission] = set()
     for tree in syntax_trees(component):
         used.update(client_permissions(tree))
@@ -250,11 +264,11 @@ def test_the_operator_may_do_nothing_its_code_does_not() -> None:
 
 
 def test_the_helper_may_do_exactly_what_the_agent_does() -> None:
-    assert granted(component_rules("helper")) == used_by(AGENT_DIR)
+    assert granted(component_rules("helper")) == used_by(HELPER)
 
 
 def test_a_nas_server_may_do_exactly_what_its_code_does() -> None:
-    assert granted(nas_server_rules()) == used_by(NAS_SERVER_DIR)
+    assert granted(nas_server_rules()) == used_by(NAS_SERVER)
 
 
 def test_the_derivation_sees_calls_and_handlers() -> None:

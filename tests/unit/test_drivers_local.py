@@ -247,6 +247,34 @@ def test_host_path_storage_class_restricts_the_scheduler_to_offering_nodes() -> 
     ]
 
 
+def test_a_csi_host_path_class_names_the_driver_and_only_its_topology_key() -> None:
+    spec = {**HOST_PATH, "mount": {"nodeSelector": {"disk": "ssd"}}, "provisioning": {"csi": True}}
+    ref = backend("local", spec)
+    manifest = objects.storage_class(ref, driver_for(ref.spec.storage_type))
+    assert manifest["provisioner"] == "csi.stowage.io"
+    assert manifest["parameters"] == {"stowage.io/backend": "local"}
+    # The provisioner refuses keys the driver does not report: the node key stands for the
+    # listed nodes, and the node selector is left to CreateVolume's choice of node.
+    assert manifest["allowedTopologies"] == [
+        {
+            "matchLabelExpressions": [
+                {"key": "topology.stowage.io/node", "values": ["node-a", "node-b"]},
+            ]
+        }
+    ]
+    assert problems(ref) == []
+    assert driver_for(ref.spec.storage_type).csi_driver_name(ref) == "csi.stowage.io"
+
+
+def test_csi_is_refused_where_the_driver_has_no_csi_path() -> None:
+    quota = backend("q", {**HOST_PATH, "provisioning": {"csi": True, "enforceQuota": True}})
+    assert any(
+        "provisioning.csi: stowage's CSI driver does not serve hostPath volumes of this spec"
+        in problem
+        for problem in problems(quota)
+    )
+
+
 def test_empty_dir_is_always_deleted_on_release() -> None:
     ref = backend("scratch", {"emptyDir": {"medium": "Memory"}})
     driver = driver_for(ref.spec.storage_type)

@@ -1,7 +1,8 @@
 """The layers' directions, as loading a module would follow them (through any other stowage
-module): the node side (the mount helper `stowage.agent`, the NAS servers `stowage.nas`) never
-loads the controller side (`stowage.reconcilers`); the CSI package, which both serve, loads
-neither. What both sides ask of a backend is in `stowage.backends` and the drivers."""
+module): the node side (the mount helper `stowage.agent`, the NAS servers `stowage.nas`, the
+CSI Node service) never loads the controller side (`stowage.reconcilers`, the CSI Controller
+service), nor the controller side the node side; the rest of the CSI package, which both serve,
+loads neither. What both sides ask of a backend is in `stowage.backends` and the drivers."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ import stowage
 pytestmark = pytest.mark.unit
 
 ROOT = Path(stowage.__file__).parent
-CONTROLLER_SIDE = "stowage.reconcilers"
-NODE_SIDE = ("stowage.agent", "stowage.nas")
+CONTROLLER_SIDE = ("stowage.reconcilers", "stowage.csi.controller")
+NODE_SIDE = ("stowage.agent", "stowage.nas", "stowage.csi.node", "stowage.csi.node_data")
+# Serves either side, as its settings say (it loads each side's service when asked for it).
+BOTH_SIDES = "stowage.csi.plugin"
 
 
 def module_file(name: str) -> Path | None:
@@ -62,9 +65,13 @@ def loaded_with(start: str) -> dict[str, str]:
     return importer
 
 
-def modules_of(package: str) -> list[str]:
+def modules_of(name: str) -> list[str]:
+    """The module `name`, or every module of the package `name`."""
+    base = ROOT.joinpath(*name.split(".")[1:])
+    if base.with_suffix(".py").is_file():
+        return [name]
     names = []
-    for path in sorted(ROOT.joinpath(*package.split(".")[1:]).rglob("*.py")):
+    for path in sorted(base.rglob("*.py")):
         parts = path.relative_to(ROOT.parent).with_suffix("").parts
         names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return sorted(set(names))
@@ -87,11 +94,27 @@ def test_the_layer_walk_sees_what_a_module_loads() -> None:
     assert "stowage.nas.proxy" not in loaded
 
 
-@pytest.mark.parametrize("module", [m for side in NODE_SIDE for m in modules_of(side)])
+def modules_of_sides(sides: tuple[str, ...]) -> list[str]:
+    return [module for side in sides for module in modules_of(side)]
+
+
+def on_a_side(module: str) -> bool:
+    return any(
+        module == side or module.startswith(f"{side}.")
+        for side in (*CONTROLLER_SIDE, *NODE_SIDE, BOTH_SIDES)
+    )
+
+
+@pytest.mark.parametrize("module", modules_of_sides(NODE_SIDE))
 def test_the_node_side_never_loads_the_controller_side(module: str) -> None:
-    assert not crossings(module, (CONTROLLER_SIDE,))
+    assert not crossings(module, CONTROLLER_SIDE)
 
 
-@pytest.mark.parametrize("module", modules_of("stowage.csi"))
-def test_csi_loads_neither_the_controller_side_nor_the_node_side(module: str) -> None:
-    assert not crossings(module, (CONTROLLER_SIDE, *NODE_SIDE))
+@pytest.mark.parametrize("module", modules_of_sides(CONTROLLER_SIDE))
+def test_the_controller_side_never_loads_the_node_side(module: str) -> None:
+    assert not crossings(module, NODE_SIDE)
+
+
+@pytest.mark.parametrize("module", [m for m in modules_of("stowage.csi") if not on_a_side(m)])
+def test_the_rest_of_csi_loads_neither_side(module: str) -> None:
+    assert not crossings(module, (*CONTROLLER_SIDE, *NODE_SIDE))

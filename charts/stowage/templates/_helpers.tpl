@@ -37,3 +37,12 @@ app.kubernetes.io/component: operator
 {{- $image := index .root.Values.image .component -}}
 {{- printf "%s:%s" $image.repository ($image.tag | default .root.Chart.AppVersion) -}}
 {{- end -}}
+
+{{/* A container of the operator's pod: Pod Security `restricted`. */}}
+{{- define "stowage.restrictedContainer" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: [ALL]
+{{- end -}}

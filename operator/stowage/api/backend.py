@@ -542,6 +542,14 @@ class ProvisioningSpec(ApiModel):
         default=None,
         description="Owner of each new claim directory (directory types); root when unset.",
     )
+    csi: bool = Field(
+        default=False,
+        description="Serve new claims through the CSI driver csi.stowage.io (its Controller "
+        "service in the operator's pod, its Node service on each node) instead of the "
+        "stowage.io/provisioner: the StorageClass names the driver, and each new PV is a CSI "
+        "volume. Volumes made before keep being used and released as their reclaim settings "
+        "say. Only types with a CSI path may set it: hostPath without enforceQuota so far.",
+    )
     enforce_quota: bool | None = Field(
         default=None,
         description="Limit each claim's directory to the claim's size. Unset: on for the "

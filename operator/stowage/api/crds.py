@@ -18,6 +18,7 @@ from stowage.api.backend import BACKEND_NAME_MAX_LENGTH, StorageBackend
 from stowage.api.common import GROUP, VERSION, ApiModel, ResourceNames, cel
 from stowage.api.nasshare import NAS_SHARE_NAME_MAX_LENGTH, NASShare
 from stowage.api.schema import Schema, structural_schema
+from stowage.api.volume import BackendVolume
 
 READY_COLUMN_PATH = '.status.conditions[?(@.type=="Ready")].status'
 
@@ -68,6 +69,7 @@ def _crd(
     columns: list[PrinterColumn],
     rules: list[dict[str, str]],
 ) -> dict[str, Any]:
+    has_status = "status" in model.model_fields
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -88,7 +90,7 @@ def _crd(
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    "subresources": {"status": {}} if has_status else {},
                     "additionalPrinterColumns": [column.to_manifest() for column in columns],
                     "schema": {"openAPIV3Schema": _root_schema(model, rules)},
                 }
@@ -138,8 +140,24 @@ def nas_share_crd() -> dict[str, Any]:
     )
 
 
+def backend_volume_crd() -> dict[str, Any]:
+    return _crd(
+        BackendVolume,
+        BackendVolume.resource,
+        [
+            PrinterColumn("Backend", ".spec.backend"),
+            PrinterColumn("Type", ".spec.storageType"),
+            PrinterColumn("Node", ".spec.node"),
+            PrinterColumn("Bytes", ".spec.capacityBytes", type="integer"),
+            PrinterColumn("Path", ".spec.path", priority=1),
+            AGE,
+        ],
+        [cel("self.spec == oldSelf.spec", "spec of a BackendVolume cannot be changed")],
+    )
+
+
 def all_crds() -> list[dict[str, Any]]:
-    return [storage_backend_crd(), nas_share_crd()]
+    return [storage_backend_crd(), nas_share_crd(), backend_volume_crd()]
 
 
 class _BlockStyleDumper(yaml.SafeDumper):

@@ -2,4 +2,6 @@
 over gRPC on unix sockets. Node side and controller side alike import this package; it
 imports neither `stowage.reconcilers` nor `stowage.agent`."""
 
-DRIVER_NAME = "csi.stowage.io"
+from stowage.drivers.base import CSI_DRIVER as DRIVER_NAME
+
+__all__ = ["DRIVER_NAME"]

@@ -20,15 +20,20 @@ WORKERS = 4
 
 @contextmanager
 def serving(
-    path: Path, *services: Service, mode: int = OWNER_ONLY, grace: float = 1.0
+    path: Path,
+    *services: Service,
+    mode: int = OWNER_ONLY,
+    grace: float = 1.0,
+    workers: int = WORKERS,
 ) -> Iterator[None]:
-    """Serves `services` on the unix socket `path` for the block; at its end, lets the calls
-    in flight finish within `grace` seconds and removes the socket."""
+    """Serves `services` on the unix socket `path` for the block, `workers` calls at a time;
+    at its end, lets the calls in flight finish within `grace` seconds and removes the
+    socket."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # A socket left by a process that is gone; binding over it would fail.
     if path.is_socket():
         path.unlink()
-    server = grpc.server(ThreadPoolExecutor(max_workers=WORKERS))
+    server = grpc.server(ThreadPoolExecutor(max_workers=workers))
     for add in services:
         add(server)
     server.add_insecure_port(f"unix://{path}")
@@ -39,3 +44,11 @@ def serving(
     finally:
         server.stop(grace).wait()
         path.unlink(missing_ok=True)
+
+
+def require(context: grpc.ServicerContext, *fields: tuple[str, object]) -> None:
+    """Ends the call with INVALID_ARGUMENT naming the first of `fields` (what, value) that is
+    empty, as the CSI spec asks of a request missing a required field."""
+    for what, value in fields:
+        if not value:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{what} is empty")

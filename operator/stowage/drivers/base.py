@@ -18,6 +18,11 @@ from stowage.api.backend import OnDelete, StorageBackendSpec, StorageType
 from stowage.api.common import SecretReference, parse_quantity
 
 PROVISIONER = "stowage.io/provisioner"
+# The CSI driver's name: the provisioner of a StorageClass whose backend sets provisioning.csi.
+CSI_DRIVER = "csi.stowage.io"
+# The CSI driver's topology key: the node label the kubelet sets from NodeGetInfo, and the only
+# key a StorageClass of the driver may name in allowedTopologies.
+CSI_TOPOLOGY_KEY = "topology.stowage.io/node"
 BACKEND_PARAMETER = "stowage.io/backend"
 BACKEND_LABEL = "stowage.io/backend"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -474,6 +479,11 @@ class Driver(Protocol):
         """The volume for the claim; raises Unprovisionable when the type cannot serve it."""
         ...
 
+    def check_claim(self, backend: BackendRef, claim: ClaimRequest) -> None:
+        """Raises Unprovisionable when the type cannot serve the claim's size, access modes or
+        volume mode (the checks `plan` begins with)."""
+        ...
+
     def persistent_volume_source(self, backend: BackendRef, plan: VolumePlan) -> dict[str, Any]:
         """The volume-source part of the PV spec, e.g. `{"nfs": {...}}`."""
         ...
@@ -509,3 +519,9 @@ class Driver(Protocol):
         ...
 
     def release(self, backend: BackendRef, volume: ProvisionedVolume) -> ReleasePlan: ...
+
+    def csi_directory_root(self, backend: BackendRef) -> str | None:
+        """The node directory below which the CSI node plugin makes each volume's directory,
+        for a backend whose volumes the CSI driver serves as node directories; None for the
+        others (served by the in-tree provisioner until their CSI path exists)."""
+        ...

@@ -10,6 +10,9 @@ from stowage.api.backend import OnDelete, StorageType
 from stowage.api.common import ApiModel, format_quantity
 from stowage.drivers.base import (
     BACKEND_PARAMETER,
+    CSI_DRIVER,
+    CSI_TOPOLOGY_KEY,
+    HOSTNAME_LABEL,
     PROVISIONER,
     AccessMode,
     BackendRef,
@@ -99,6 +102,14 @@ class BaseDriver(Generic[SpecT]):
                     f"deleted on release; {on_delete} is not possible",
                 )
             )
+        if backend.spec.provisioning.csi and self.csi_directory_root(backend) is None:
+            problems.append(
+                Problem(
+                    "provisioning.csi",
+                    f"stowage's CSI driver does not serve {self.storage_type} volumes of this "
+                    "spec yet (hostPath without enforceQuota so far); set it to false",
+                )
+            )
         if backend.spec.storage_class.allow_volume_expansion and not self.expandable:
             problems.append(
                 Problem(
@@ -118,15 +129,17 @@ class BaseDriver(Generic[SpecT]):
     # --- StorageClass -------------------------------------------------------
 
     def storage_class(self, backend: BackendRef) -> StorageClassParams:
+        csi = backend.spec.provisioning.csi
+        topology = self.allowed_topology(backend)
         return StorageClassParams(
-            provisioner=PROVISIONER,
+            provisioner=CSI_DRIVER if csi else PROVISIONER,
             parameters={BACKEND_PARAMETER: backend.name},
             mount_options=self.mount_options(backend),
-            allowed_topology=self.allowed_topology(backend),
+            allowed_topology=csi_topology(topology) if csi else topology,
         )
 
     def csi_driver_name(self, backend: BackendRef) -> str | None:
-        return None
+        return CSI_DRIVER if backend.spec.provisioning.csi else None
 
     def mount_options(self, backend: BackendRef) -> tuple[str, ...]:
         """Options of the kubelet's mount of each PV. Types mounted by the helper use theirs in
@@ -207,6 +220,9 @@ class BaseDriver(Generic[SpecT]):
     def capacity_source(self, backend: BackendRef) -> CapacitySource | None:
         return None
 
+    def csi_directory_root(self, backend: BackendRef) -> str | None:
+        return None
+
     def persistent_volume_source(self, backend: BackendRef, plan: VolumePlan) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -217,6 +233,17 @@ class BaseDriver(Generic[SpecT]):
             named = volume.location.block_volume or volume.location.path or volume.name
             archived = archive_name(named)
         return ReleasePlan(action=action, location=volume.location, archive_name=archived)
+
+
+def csi_topology(requirements: Iterable[NodeRequirement]) -> tuple[NodeRequirement, ...]:
+    """The requirements a CSI StorageClass can state: the provisioner refuses keys its driver
+    does not report, so the nodes named by hostname become the driver's node key and other
+    node labels (mount.nodeSelector) are left to CreateVolume, which refuses other nodes."""
+    return tuple(
+        NodeRequirement(CSI_TOPOLOGY_KEY, requirement.values)
+        for requirement in requirements
+        if requirement.key == HOSTNAME_LABEL
+    )
 
 
 # --- checks several types share ---------------------------------------------

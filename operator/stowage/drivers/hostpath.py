@@ -48,6 +48,10 @@ class HostPathDriver(NodeDirectoryDriver[HostPathSpec]):
     def persistent_volume_source(self, backend: BackendRef, plan: VolumePlan) -> dict[str, Any]:
         return {"hostPath": {"path": plan.location.path, "type": "DirectoryOrCreate"}}
 
+    def csi_directory_root(self, backend: BackendRef) -> str | None:
+        # A quota'd subvolume is made before the volume is handed out: not through CSI yet.
+        return None if self.prepares_on_node(backend) else self.root_directory(backend)[1]
+
     def node_volume(self, backend: BackendRef, volume: ProvisionedVolume) -> NodeVolume | None:
         path = volume.location.path
         if path is None or not self.prepares_on_node(backend):

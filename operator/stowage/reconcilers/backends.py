@@ -105,11 +105,14 @@ class BackendReconciler:
         storage_classes: Index,
         csi_drivers: Index,
         volumes: list[Json],
+        records: list[Json],
         nodes: list[Json],
     ) -> None:
+        """`volumes`: the backend's PVs of the stowage.io/provisioner; `records`: the
+        BackendVolumes of its CSI volumes."""
         name = body["metadata"]["name"]
         model = parse_backend(body)
-        observed: dict[str, Any] = {"volumes": len(volumes)}
+        observed: dict[str, Any] = {"volumes": len(volumes) + len(records)}
         if isinstance(model, str):
             facts = Facts(spec_problems=(model,))
             storage_type = None
@@ -292,8 +295,10 @@ class BackendReconciler:
         patch: kopf.Patch,
         storage_classes: Index,
         volumes: list[Json],
+        records: list[Json],
     ) -> None:
-        """Waits while volumes of the backend exist, then removes its helpers and StorageClass."""
+        """Waits while volumes of the backend exist (PVs, and CSI volumes by their records), then
+        removes its helpers and StorageClass."""
         name = body["metadata"]["name"]
         unclaimed_static = [v for v in volumes if is_unbound_static_volume(v)]
         for volume in unclaimed_static:
@@ -304,9 +309,10 @@ class BackendReconciler:
                 uid=volume["metadata"]["uid"],
             )
         in_use = [v["metadata"]["name"] for v in volumes if v not in unclaimed_static]
+        in_use += [record["metadata"]["name"] for record in records]
         if in_use:
             await self._report(
-                body, patch, [waiting_for_volumes(in_use)], {"volumes": len(volumes)}
+                body, patch, [waiting_for_volumes(in_use)], {"volumes": len(volumes) + len(records)}
             )
             raise kopf.TemporaryError(
                 f"{len(in_use)} volume(s) still exist", delay=self._runtime.settings.resync_interval
@@ -358,6 +364,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
                 caches.storage_classes,
                 caches.csi_drivers,
                 indexes.all_of(caches.volumes_by_backend, name),
+                indexes.all_of(caches.records_by_backend, name),
                 indexes.values(caches.nodes),
             )
 
@@ -368,5 +375,9 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         caches = Caches.of(kwargs)
         with metrics.reconciling(STORAGE_BACKENDS.plural):
             await reconciler.finalize(
-                body, patch, caches.storage_classes, indexes.all_of(caches.volumes_by_backend, name)
+                body,
+                patch,
+                caches.storage_classes,
+                indexes.all_of(caches.volumes_by_backend, name),
+                indexes.all_of(caches.records_by_backend, name),
             )

@@ -17,6 +17,7 @@ import kopf
 from stowage.drivers.base import BACKEND_LABEL
 from stowage.kube import Json
 from stowage.kube.resources import (
+    BACKEND_VOLUMES,
     CSI_DRIVERS,
     NODES,
     PERSISTENT_VOLUMES,
@@ -33,6 +34,11 @@ def _snapshot(body: Mapping[str, Any]) -> Json:
 
 
 def volumes_by_backend(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, Json]:
+    return {str(labels[BACKEND_LABEL]): _snapshot(body)}
+
+
+def records_by_backend(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, Json]:
+    """The BackendVolume records of the CSI driver's volumes, by backend."""
     return {str(labels[BACKEND_LABEL]): _snapshot(body)}
 
 
@@ -57,6 +63,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
         return kopf.index(resource.api_version, resource.plural, registry=registry, **filters)
 
     index(PERSISTENT_VOLUMES, labels={BACKEND_LABEL: kopf.PRESENT})(volumes_by_backend)
+    index(BACKEND_VOLUMES, labels={BACKEND_LABEL: kopf.PRESENT})(records_by_backend)
     index(STORAGE_CLASSES)(storage_classes)
     index(STORAGE_BACKENDS)(backends)
     index(NODES)(nodes)
@@ -70,6 +77,7 @@ class Caches:
     storage_classes: Index
     backends: Index
     volumes_by_backend: Index
+    records_by_backend: Index
     nodes: Index
     csi_drivers: Index
 

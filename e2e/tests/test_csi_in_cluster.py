@@ -1,0 +1,93 @@
+"""The CSI driver csi.stowage.io in the cluster: the chart's controller (the Controller service
+behind the csi-provisioner sidecar in the operator's pod) and node plugin (registered with this
+machine's kubelet through its plugins_registry), serving a hostPath backend that sets
+provisioning.csi.
+
+A claim becomes a CSI PersistentVolume (no `hostPath` PV), a pod writes through the kubelet's
+NodePublishVolume into the backend's directory on the node, and deleting the claim releases
+the data as onDelete says, through the BackendVolume record and the node plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stowage.drivers.naming import claim_directory
+from stowage_e2e import scenario
+from stowage_e2e.cluster import settings
+from stowage_e2e.helpers import finished_log, release_claim
+from stowage_e2e.install import Images
+from stowage_e2e.kube import Kube
+
+pytestmark = pytest.mark.e2e
+
+DRIVER = "csi.stowage.io"
+TOPOLOGY_KEY = "topology.stowage.io/node"
+
+
+def topology_keys(csi_node: dict[str, Any]) -> list[str]:
+    """The topology keys the kubelet registered for stowage's driver on the node."""
+    drivers = csi_node.get("spec", {}).get("drivers") or []
+    return [key for d in drivers if d["name"] == DRIVER for key in d.get("topologyKeys") or []]
+
+
+def test_a_claim_of_a_csi_backend_is_a_csi_volume_on_its_node_and_delete_releases_it(
+    kube: Kube,
+    namespace: str,
+    host_directory: Path,
+    backend_factory: Callable[..., str],
+    stowage_installed: Images,
+) -> None:
+    node = settings().node_name
+    assert DRIVER in kube.text("get", "csidrivers", "-o", "name")
+    kube.wait_for(
+        "csinode",
+        node,
+        None,
+        lambda csi_node: topology_keys(csi_node) == [TOPOLOGY_KEY],
+        timeout=120,
+        what=f"the kubelet of {node} registering {DRIVER}",
+    )
+    assert kube.get("node", node)["metadata"]["labels"][TOPOLOGY_KEY] == node
+
+    name = backend_factory(
+        "csi-hostpath",
+        {
+            "hostPath": {"path": str(host_directory), "nodes": [node]},
+            "provisioning": {"csi": True, "directoryMode": "0770"},
+        },
+    )
+    scenario.wait_ready(kube, name)
+    storage_class = kube.get("storageclass", name)  # named after the backend
+    assert storage_class["provisioner"] == DRIVER
+    assert storage_class["parameters"] == {"stowage.io/backend": name}
+
+    kube.apply(scenario.claim("data", name, "16Mi"), namespace)
+    kube.apply(
+        scenario.writer_pod("writer", "data", stowage_installed.operator, "through csi"),
+        namespace,
+    )
+    assert finished_log(kube, namespace, "writer") == "through csi\n"
+
+    volume = scenario.bound_volume(kube, "data", namespace)
+    assert "hostPath" not in volume["spec"] and "local" not in volume["spec"]
+    assert volume["spec"]["csi"]["driver"] == DRIVER
+    handle = volume["spec"]["csi"]["volumeHandle"]
+    assert handle == volume["metadata"]["name"]  # pvc-<claim uid>
+    terms = volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+    assert terms == [
+        {"matchExpressions": [{"key": TOPOLOGY_KEY, "operator": "In", "values": [node]}]}
+    ]
+    record = kube.get("backendvolume", handle)
+    directory = Path(record["spec"]["path"])
+    assert directory.parent == host_directory
+    assert directory.name == claim_directory(namespace, "data", handle.removeprefix("pvc-"))
+    assert (directory / "hello.txt").read_text() == "through csi\n"
+    assert directory.stat().st_mode & 0o7777 == 0o770
+
+    release_claim(kube, namespace)
+    kube.text("wait", "--for=delete", f"backendvolume/{handle}", "--timeout=60s")
+    assert not directory.exists()

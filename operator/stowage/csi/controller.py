@@ -1,0 +1,244 @@
+"""The CSI Controller service, in the operator's pod behind the csi-provisioner sidecar.
+
+CreateVolume plans the volume with the backend's driver (the same plan the in-tree provisioner
+makes) and records it as a BackendVolume named by the volume's ID; a repeated call is answered
+from the record. DeleteVolume deletes the record; where data is to be released on a node, the
+record's finalizer holds it until that node's plugin has deleted or archived the data, and
+DeleteVolume answers UNAVAILABLE until then, so that the provisioner retries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+
+import grpc
+
+from stowage.api.backend import OnDelete, StorageBackend
+from stowage.api.volume import BackendVolumeSpec
+from stowage.backends import backend_ref, parse_backend
+from stowage.csi import volumes
+from stowage.csi.proto import csi_pb2, csi_pb2_grpc
+from stowage.csi.server import require
+from stowage.drivers import driver_for
+from stowage.drivers.base import (
+    BACKEND_PARAMETER,
+    ClaimRequest,
+    ProvisionContext,
+    Unprovisionable,
+)
+from stowage.kube import AlreadyExistsError, ApiError, Json, Kube
+from stowage.kube.resources import BACKEND_VOLUMES, NODES, STORAGE_BACKENDS
+
+log = logging.getLogger(__name__)
+
+RPC = csi_pb2.ControllerServiceCapability.RPC
+CAPABILITIES = (RPC.CREATE_DELETE_VOLUME, RPC.SINGLE_NODE_MULTI_WRITER)
+
+
+class Failed(Exception):  # noqa: N818 - raised as "raise Failed(code, why)"
+    """Ends the call with `code` and a message for the CO's Events."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def aborting(context: grpc.ServicerContext, error: Failed) -> None:
+    context.abort(error.code, str(error))
+
+
+class Controller(csi_pb2_grpc.ControllerServicer):
+    """`nodes` lists the cluster's nodes, for a volume whose node the CO left to the driver."""
+
+    def __init__(self, kube: Kube, nodes: Callable[[], Sequence[Json]] | None = None) -> None:
+        self._kube = kube
+        self._nodes = nodes or (lambda: kube.list(NODES))
+
+    # Not offered (no capability names them): the generated servicer's UNIMPLEMENTED.
+    ControllerPublishVolume = csi_pb2_grpc.ControllerServicer.ControllerPublishVolume
+    ControllerUnpublishVolume = csi_pb2_grpc.ControllerServicer.ControllerUnpublishVolume
+    ListVolumes = csi_pb2_grpc.ControllerServicer.ListVolumes
+    ControllerListVolumeHealth = csi_pb2_grpc.ControllerServicer.ControllerListVolumeHealth
+    ControllerGetVolumeHealth = csi_pb2_grpc.ControllerServicer.ControllerGetVolumeHealth
+    GetCapacity = csi_pb2_grpc.ControllerServicer.GetCapacity
+    CreateSnapshot = csi_pb2_grpc.ControllerServicer.CreateSnapshot
+    DeleteSnapshot = csi_pb2_grpc.ControllerServicer.DeleteSnapshot
+    ListSnapshots = csi_pb2_grpc.ControllerServicer.ListSnapshots
+    GetSnapshot = csi_pb2_grpc.ControllerServicer.GetSnapshot
+    ControllerExpandVolume = csi_pb2_grpc.ControllerServicer.ControllerExpandVolume
+    ControllerGetVolume = csi_pb2_grpc.ControllerServicer.ControllerGetVolume
+    ControllerModifyVolume = csi_pb2_grpc.ControllerServicer.ControllerModifyVolume
+
+    def add_to(self, server: grpc.Server) -> None:
+        csi_pb2_grpc.add_ControllerServicer_to_server(self, server)
+
+    def ControllerGetCapabilities(
+        self, request: csi_pb2.ControllerGetCapabilitiesRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ControllerGetCapabilitiesResponse:
+        return csi_pb2.ControllerGetCapabilitiesResponse(
+            capabilities=[
+                csi_pb2.ControllerServiceCapability(rpc=RPC(type=capability))
+                for capability in CAPABILITIES
+            ]
+        )
+
+    def CreateVolume(
+        self, request: csi_pb2.CreateVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.CreateVolumeResponse:
+        try:
+            return csi_pb2.CreateVolumeResponse(volume=self._create(request))
+        except volumes.BadRequest as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        except Failed as error:
+            aborting(context, error)
+        raise AssertionError("abort raises")
+
+    def _create(self, request: csi_pb2.CreateVolumeRequest) -> csi_pb2.Volume:
+        name = volumes.volume_id(request.name)
+        claim = volumes.claim_request(request)
+        backend_name = request.parameters.get(BACKEND_PARAMETER)
+        if not backend_name:
+            raise volumes.BadRequest(f"parameter {BACKEND_PARAMETER} is not set")
+        model = self._backend(backend_name)
+        driver = driver_for(model.spec.storage_type)
+        ref = backend_ref(backend_name, model)
+        root = driver.csi_directory_root(ref)
+        if root is None:
+            raise Failed(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"StorageBackend {backend_name} ({model.spec.storage_type.value}) is not served "
+                "through CSI yet: its StorageClass uses the stowage.io/provisioner",
+            )
+        # A claim always asks for a size; a bare CSI call need not (then 0: no size of its own).
+        sized = dataclasses.replace(claim, requested_bytes=claim.requested_bytes or 1)
+        nodes = self._candidate_nodes(claim.selected_node)
+        try:
+            plan = driver.plan(ref, sized, ProvisionContext.from_manifests((), nodes))
+        except Unprovisionable as error:
+            # No node or server can hold it now (a CO retries); a bad request was refused above.
+            raise Failed(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)) from error
+        provisioning = model.spec.provisioning
+        owner = provisioning.directory_owner
+        record = volumes.backend_volume(
+            name,
+            backend_name,
+            model.spec.storage_type.value,
+            root,
+            dataclasses.replace(plan, capacity_bytes=claim.requested_bytes),
+            claim,
+            provisioning.directory_mode,
+            volumes.DirectoryOwner(owner.uid, owner.gid) if owner else volumes.DirectoryOwner(),
+            release_on_node=provisioning.on_delete is not OnDelete.RETAIN,
+        )
+        try:
+            created = self._kube.create(BACKEND_VOLUMES, record)
+        except AlreadyExistsError:
+            # A repeated call (the CO retries after a timeout): answered from the record.
+            existing = self._kube.get(BACKEND_VOLUMES, name)
+            if existing is None:
+                raise Failed(grpc.StatusCode.ABORTED, f"volume {name} was just deleted") from None
+            return self._existing(name, existing, claim.requested_bytes)
+        log.info("volume %s of backend %s on node %s", name, backend_name, plan.location.node)
+        return volumes.csi_volume(name, volumes.record_spec(created))
+
+    def _candidate_nodes(self, selected: str | None) -> Sequence[Json]:
+        """The scheduler's node alone when it chose one (WaitForFirstConsumer, or the CO's
+        preferred topology), else every node."""
+        if selected is None:
+            return self._nodes()
+        node = self._kube.get(NODES, selected)
+        return [node] if node is not None else []
+
+    def _existing(self, name: str, record: Json, requested: int) -> csi_pb2.Volume:
+        spec = volumes.record_spec(record)
+        if record["metadata"].get("deletionTimestamp"):
+            raise Failed(grpc.StatusCode.ABORTED, f"volume {name} is being deleted")
+        if requested and requested != spec.capacity_bytes:
+            raise Failed(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"volume {name} exists with {spec.capacity_bytes} bytes, not {requested}",
+            )
+        return volumes.csi_volume(name, spec)
+
+    def _backend(self, name: str) -> StorageBackend:
+        body = self._kube.get(STORAGE_BACKENDS, name)
+        if body is None:
+            raise Failed(grpc.StatusCode.NOT_FOUND, f"StorageBackend {name} does not exist")
+        model = parse_backend(body)
+        if isinstance(model, str):
+            raise Failed(
+                grpc.StatusCode.FAILED_PRECONDITION, f"StorageBackend {name} is invalid: {model}"
+            )
+        return model
+
+    def DeleteVolume(
+        self, request: csi_pb2.DeleteVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.DeleteVolumeResponse:
+        require(context, ("the volume ID", request.volume_id))
+        record = self._kube.get(BACKEND_VOLUMES, request.volume_id)
+        if record is None:
+            return csi_pb2.DeleteVolumeResponse()  # deleted already, or never made
+        if not record["metadata"].get("deletionTimestamp"):
+            try:
+                self._kube.delete(BACKEND_VOLUMES, request.volume_id)
+            except ApiError as error:
+                context.abort(grpc.StatusCode.UNAVAILABLE, f"deleting the record: {error}")
+        if self._kube.get(BACKEND_VOLUMES, request.volume_id) is not None:
+            node = volumes.record_spec(record).node or "its node"
+            context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"volume {request.volume_id}: waiting for the node plugin on {node} "
+                "to release its data",
+            )
+        return csi_pb2.DeleteVolumeResponse()
+
+    def ValidateVolumeCapabilities(
+        self, request: csi_pb2.ValidateVolumeCapabilitiesRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ValidateVolumeCapabilitiesResponse:
+        require(
+            context,
+            ("the volume ID", request.volume_id),
+            ("the volume capabilities", request.volume_capabilities),
+        )
+        record = self._kube.get(BACKEND_VOLUMES, request.volume_id)
+        if record is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"volume {request.volume_id} does not exist")
+        spec = volumes.record_spec(record)
+        problem = unsupported(spec, request.volume_capabilities, self._kube)
+        if problem:
+            return csi_pb2.ValidateVolumeCapabilitiesResponse(message=problem)
+        return csi_pb2.ValidateVolumeCapabilitiesResponse(
+            confirmed=csi_pb2.ValidateVolumeCapabilitiesResponse.Confirmed(
+                volume_context=request.volume_context,
+                volume_capabilities=request.volume_capabilities,
+                parameters=request.parameters,
+            )
+        )
+
+
+def unsupported(
+    spec: BackendVolumeSpec,
+    capabilities: Sequence[csi_pb2.VolumeCapability],
+    kube: Kube,
+) -> str | None:
+    """Why the volume cannot be used with `capabilities`, as its backend's driver judges the
+    same access modes and volume mode in a claim; None when it can."""
+    body = kube.get(STORAGE_BACKENDS, spec.backend)
+    model = parse_backend(body) if body is not None else None
+    if model is None or isinstance(model, str):
+        return f"StorageBackend {spec.backend} is gone or invalid"
+    try:
+        claim = ClaimRequest(
+            namespace="",
+            name="",
+            uid="0",
+            requested_bytes=spec.capacity_bytes or 1,
+            access_modes=volumes.access_modes(capabilities),
+            volume_mode=volumes.volume_mode(capabilities),
+        )
+        driver_for(model.spec.storage_type).check_claim(backend_ref(spec.backend, model), claim)
+    except (volumes.BadRequest, Unprovisionable) as error:
+        return str(error)
+    return None

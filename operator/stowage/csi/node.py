@@ -1,0 +1,228 @@
+"""The CSI Node service, in the mount helper on each node: it hands a volume's data to a pod.
+
+A node-directory volume's directory is made below its backend's root the first time the volume
+is published on its node (as the in-tree hostPath DirectoryOrCreate did, and with the mode and
+owner the backend sets), then bind-mounted onto the kubelet's target path; read-only where the
+CO or the backend says so. Unpublish unmounts and removes the target. Both are idempotent.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from stowage.agent.claim_data import NewDirectory, make_directory_below
+from stowage.agent.mounting import is_mount_point
+from stowage.csi.proto import csi_pb2, csi_pb2_grpc
+from stowage.csi.server import require
+from stowage.csi.volumes import TOPOLOGY_KEY
+
+RPC = csi_pb2.NodeServiceCapability.RPC
+CAPABILITIES = (RPC.SINGLE_NODE_MULTI_WRITER,)
+READ_ONLY_MODES = frozenset(
+    {
+        csi_pb2.VolumeCapability.AccessMode.SINGLE_NODE_READER_ONLY,
+        csi_pb2.VolumeCapability.AccessMode.MULTI_NODE_READER_ONLY,
+    }
+)
+SINGLE_WRITER = csi_pb2.VolumeCapability.AccessMode.SINGLE_NODE_SINGLE_WRITER
+ROOT_MODE = 0o755
+MOUNT_TIMEOUT = 30.0
+
+
+class MountError(Exception):
+    pass
+
+
+def run_mount(arguments: Sequence[str]) -> None:
+    try:
+        result = subprocess.run(
+            ["mount", *arguments], capture_output=True, text=True, timeout=MOUNT_TIMEOUT
+        )
+    except subprocess.TimeoutExpired as error:
+        raise MountError(f"mount {' '.join(arguments)}: timed out") from error
+    if result.returncode != 0:
+        raise MountError(f"mount {' '.join(arguments)}: {result.stderr.strip()}")
+
+
+def bind(source: str, target: str, *, read_only: bool) -> None:
+    run_mount(["--bind", source, target])
+    if read_only:
+        # A bind mount takes `ro` only on a remount of itself.
+        run_mount(["-o", "remount,bind,ro", target])
+
+
+def unmount(target: str) -> None:
+    result = subprocess.run(["umount", target], capture_output=True, text=True, check=False)
+    if result.returncode != 0 and is_mount_point(target):
+        raise MountError(f"umount {target}: {result.stderr.strip()}")
+
+
+def unescaped(field: str) -> str:
+    """A mountinfo path field: spaces, tabs, newlines and backslashes are octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match[1], 8)), field)
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    device: str  # major:minor
+    root: str  # the directory of the file system mounted here
+    mount_point: str
+
+
+def mount_entries(mountinfo: str) -> list[MountEntry]:
+    entries = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) >= 5:
+            entries.append(MountEntry(fields[2], unescaped(fields[3]), unescaped(fields[4])))
+    return entries
+
+
+def bind_targets(path: str, entries: Sequence[MountEntry]) -> list[str]:
+    """Where the directory `path` is mounted (bind mounts of it), from the mount table."""
+    device = os.stat(path).st_dev
+    number = f"{os.major(device)}:{os.minor(device)}"
+    containing = [
+        entry
+        for entry in entries
+        if entry.device == number
+        and (path == entry.mount_point or path.startswith(entry.mount_point.rstrip("/") + "/"))
+    ]
+    if not containing:
+        return []
+    holder = max(containing, key=lambda entry: len(entry.mount_point))
+    inner = os.path.normpath(os.path.join(holder.root, os.path.relpath(path, holder.mount_point)))
+    return [e.mount_point for e in entries if e.device == number and e.root == inner]
+
+
+def published_elsewhere(path: str, target: str) -> list[str]:
+    with open("/proc/self/mountinfo") as mountinfo:
+        entries = mount_entries(mountinfo.read())
+    return [other for other in bind_targets(path, entries) if other != target]
+
+
+def new_directory(context: dict[str, str]) -> NewDirectory:
+    uid, gid = context.get("directoryUid"), context.get("directoryGid")
+    return NewDirectory(
+        mode=int(context.get("directoryMode", "0777"), 8),
+        uid=int(uid) if uid is not None else None,
+        gid=int(gid) if gid is not None else None,
+    )
+
+
+def publishes_read_only(request: csi_pb2.NodePublishVolumeRequest) -> bool:
+    return (
+        request.readonly
+        or request.volume_context.get("readOnly") == "true"
+        or request.volume_capability.access_mode.mode in READ_ONLY_MODES
+    )
+
+
+def on_host(host_root: Path, path: str) -> str:
+    """`path` of the node as this process reaches it (the node's / mounted at `host_root`)."""
+    return os.path.join(host_root, path.lstrip("/"))
+
+
+class Node(csi_pb2_grpc.NodeServicer):
+    """`host_root`: where the node's root directory is mounted in the plugin's container (the
+    data's paths are the node's; the kubelet's target paths are mounted at their own path)."""
+
+    def __init__(self, node_id: str, host_root: Path = Path("/")) -> None:
+        self._node_id = node_id
+        self._host_root = host_root
+
+    # Not offered (no capability names them): the generated servicer's UNIMPLEMENTED.
+    NodeStageVolume = csi_pb2_grpc.NodeServicer.NodeStageVolume
+    NodeUnstageVolume = csi_pb2_grpc.NodeServicer.NodeUnstageVolume
+    NodeGetVolumeStats = csi_pb2_grpc.NodeServicer.NodeGetVolumeStats
+    NodeGetVolumeHealth = csi_pb2_grpc.NodeServicer.NodeGetVolumeHealth
+    NodeGetStorageHealth = csi_pb2_grpc.NodeServicer.NodeGetStorageHealth
+    NodeExpandVolume = csi_pb2_grpc.NodeServicer.NodeExpandVolume
+
+    def add_to(self, server: grpc.Server) -> None:
+        csi_pb2_grpc.add_NodeServicer_to_server(self, server)
+
+    def NodeGetInfo(
+        self, request: csi_pb2.NodeGetInfoRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeGetInfoResponse:
+        return csi_pb2.NodeGetInfoResponse(
+            node_id=self._node_id,
+            accessible_topology=csi_pb2.Topology(segments={TOPOLOGY_KEY: self._node_id}),
+        )
+
+    def NodeGetCapabilities(
+        self, request: csi_pb2.NodeGetCapabilitiesRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeGetCapabilitiesResponse:
+        return csi_pb2.NodeGetCapabilitiesResponse(
+            capabilities=[
+                csi_pb2.NodeServiceCapability(rpc=RPC(type=capability))
+                for capability in CAPABILITIES
+            ]
+        )
+
+    def NodePublishVolume(
+        self, request: csi_pb2.NodePublishVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodePublishVolumeResponse:
+        require(
+            context,
+            ("the volume ID", request.volume_id),
+            ("the target path", request.target_path),
+            ("the volume capability", request.HasField("volume_capability")),
+        )
+        if request.volume_capability.HasField("block"):
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"volume {request.volume_id} is a directory and cannot be published as a block "
+                "device",
+            )
+        volume = dict(request.volume_context)
+        root, path = volume.get("root"), volume.get("path")
+        if not root or not path:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"volume {request.volume_id}: its context names no directory "
+                "(not a volume of this driver)",
+            )
+        target = request.target_path
+        try:
+            if is_mount_point(target):
+                return csi_pb2.NodePublishVolumeResponse()
+            root, path = on_host(self._host_root, root), on_host(self._host_root, path)
+            os.makedirs(root, ROOT_MODE, exist_ok=True)
+            make_directory_below(root, path, new_directory(volume))
+            single_writer = request.volume_capability.access_mode.mode == SINGLE_WRITER
+            elsewhere = published_elsewhere(path, target) if single_writer else []
+            if elsewhere:
+                context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"volume {request.volume_id} is single-writer (ReadWriteOncePod) and "
+                    f"published at {elsewhere[0]} already",
+                )
+            os.makedirs(target, exist_ok=True)
+            bind(path, target, read_only=publishes_read_only(request))
+        except (OSError, ValueError, MountError) as error:
+            context.abort(grpc.StatusCode.INTERNAL, f"volume {request.volume_id}: {error}")
+        return csi_pb2.NodePublishVolumeResponse()
+
+    def NodeUnpublishVolume(
+        self, request: csi_pb2.NodeUnpublishVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeUnpublishVolumeResponse:
+        require(
+            context, ("the volume ID", request.volume_id), ("the target path", request.target_path)
+        )
+        target = request.target_path
+        try:
+            while is_mount_point(target):
+                unmount(target)
+            if os.path.isdir(target):
+                os.rmdir(target)
+        except (OSError, MountError) as error:
+            context.abort(grpc.StatusCode.INTERNAL, f"volume {request.volume_id}: {error}")
+        return csi_pb2.NodeUnpublishVolumeResponse()

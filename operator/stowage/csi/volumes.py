@@ -1,0 +1,213 @@
+"""CSI requests in stowage's terms, and back: pure functions, no I/O.
+
+A CSI volume's ID is the name of its BackendVolume record, which holds the rest (the ID alone
+must stay within the CSI spec's 128 bytes). The volume context, handed to every node call,
+carries what the node plugin needs to publish the volume without asking the API server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stowage.api.common import API_VERSION
+from stowage.api.volume import NODE_DATA_FINALIZER, BackendVolume, BackendVolumeSpec
+from stowage.csi.proto import csi_pb2
+from stowage.drivers.base import (
+    CSI_TOPOLOGY_KEY,
+    AccessMode,
+    ClaimRequest,
+    VolumeMode,
+    VolumePlan,
+)
+from stowage.kube import Json
+
+# The node label the kubelet sets from NodeGetInfo's topology, and node-local volumes require.
+TOPOLOGY_KEY = CSI_TOPOLOGY_KEY
+# What the external-provisioner adds to CreateVolume's parameters with --extra-create-metadata.
+CLAIM_NAME_PARAMETER = "csi.storage.k8s.io/pvc/name"
+CLAIM_NAMESPACE_PARAMETER = "csi.storage.k8s.io/pvc/namespace"
+
+VOLUME_ID_MAX_BYTES = 128
+_PROVISIONER_NAME = re.compile(
+    r"^pvc-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
+_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DIGEST_LENGTH = 32
+
+Mode = csi_pb2.VolumeCapability.AccessMode.Mode
+# CSI access modes as Kubernetes names them (what a driver's access-mode rules are written in).
+ACCESS_MODES: Mapping[int, AccessMode] = {
+    Mode.SINGLE_NODE_WRITER: AccessMode.READ_WRITE_ONCE,
+    Mode.SINGLE_NODE_MULTI_WRITER: AccessMode.READ_WRITE_ONCE,
+    Mode.SINGLE_NODE_READER_ONLY: AccessMode.READ_WRITE_ONCE,
+    Mode.SINGLE_NODE_SINGLE_WRITER: AccessMode.READ_WRITE_ONCE_POD,
+    Mode.MULTI_NODE_READER_ONLY: AccessMode.READ_ONLY_MANY,
+    Mode.MULTI_NODE_SINGLE_WRITER: AccessMode.READ_WRITE_MANY,
+    Mode.MULTI_NODE_MULTI_WRITER: AccessMode.READ_WRITE_MANY,
+}
+
+
+class BadRequest(ValueError):  # noqa: N818 - reads as "raise BadRequest(why)"
+    """The request cannot be served as given (INVALID_ARGUMENT); the message says why."""
+
+
+def volume_id(name: str) -> str:
+    """The ID (and record name) of the volume CreateVolume calls `name`: the name itself
+    when it is a valid object name, else its readable part and a digest, so that names that
+    differ only in case or punctuation stay apart."""
+    if not name:
+        raise BadRequest("the volume name is empty")
+    if len(name) <= VOLUME_ID_MAX_BYTES and _OBJECT_NAME.match(name):
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:_DIGEST_LENGTH]
+    readable = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    readable = readable[: VOLUME_ID_MAX_BYTES - _DIGEST_LENGTH - 1].rstrip("-")
+    return f"{readable}-{digest}" if readable else digest
+
+
+def claim_uid(name: str) -> str:
+    """The claim UID in an external-provisioner's `pvc-<uid>` name; a digest of any other
+    name (unique per name, as a UID is)."""
+    match = _PROVISIONER_NAME.match(name)
+    if match:
+        return match[1]
+    return hashlib.sha256(name.encode()).hexdigest()[:_DIGEST_LENGTH]
+
+
+def access_modes(capabilities: Iterable[csi_pb2.VolumeCapability]) -> tuple[str, ...]:
+    modes: list[str] = []
+    for capability in capabilities:
+        mode = ACCESS_MODES.get(capability.access_mode.mode)
+        if mode is None:
+            raise BadRequest("a volume capability has no access mode")
+        if mode not in modes:
+            modes.append(mode)
+    return tuple(modes)
+
+
+def volume_mode(capabilities: Iterable[csi_pb2.VolumeCapability]) -> VolumeMode:
+    kinds = {capability.WhichOneof("access_type") for capability in capabilities}
+    if None in kinds:
+        raise BadRequest("a volume capability is neither mount nor block")
+    if kinds == {"block"}:
+        return VolumeMode.BLOCK
+    if kinds == {"mount"}:
+        return VolumeMode.FILESYSTEM
+    raise BadRequest("a volume cannot be both mount and block")
+
+
+def requested_bytes(capacity: csi_pb2.CapacityRange) -> int:
+    """The bytes to grant: the required ones, else the limit, else nothing in particular."""
+    if capacity.limit_bytes and capacity.required_bytes > capacity.limit_bytes:
+        raise BadRequest("required_bytes is above limit_bytes")
+    return capacity.required_bytes or capacity.limit_bytes
+
+
+def preferred_node(requirement: csi_pb2.TopologyRequirement) -> str | None:
+    """The node the scheduler chose (the first preferred topology, for WaitForFirstConsumer);
+    None when the CO leaves the choice to the driver."""
+    for topology in (*requirement.preferred, *requirement.requisite):
+        node = topology.segments.get(TOPOLOGY_KEY)
+        if node:
+            return node
+    return None
+
+
+def claim_request(request: csi_pb2.CreateVolumeRequest) -> ClaimRequest:
+    """The claim's facts as the drivers plan with them."""
+    if not request.volume_capabilities:
+        raise BadRequest("no volume capabilities given")
+    parameters = request.parameters
+    return ClaimRequest(
+        namespace=parameters.get(CLAIM_NAMESPACE_PARAMETER, ""),
+        name=parameters.get(CLAIM_NAME_PARAMETER, ""),
+        uid=claim_uid(request.name),
+        requested_bytes=requested_bytes(request.capacity_range),
+        access_modes=access_modes(request.volume_capabilities),
+        volume_mode=volume_mode(request.volume_capabilities),
+        selected_node=preferred_node(request.accessibility_requirements),
+    )
+
+
+@dataclass(frozen=True)
+class DirectoryOwner:
+    uid: int | None = None
+    gid: int | None = None
+
+
+def backend_volume(
+    name: str,
+    backend: str,
+    storage_type: str,
+    root: str,
+    plan: VolumePlan,
+    claim: ClaimRequest,
+    mode: str,
+    owner: DirectoryOwner,
+    release_on_node: bool,
+) -> Json:
+    """The BackendVolume record of a new volume; with `release_on_node`, the finalizer that
+    keeps it until its node has deleted or archived the data."""
+    spec = BackendVolumeSpec(
+        backend=backend,
+        storage_type=storage_type,
+        capacity_bytes=plan.capacity_bytes,
+        root=root,
+        path=plan.location.path or root,
+        node=plan.location.node,
+        read_only=plan.location.read_only,
+        directory_mode=mode,
+        directory_uid=owner.uid,
+        directory_gid=owner.gid,
+        claim_namespace=claim.namespace or None,
+        claim_name=claim.name or None,
+    )
+    metadata: dict[str, Any] = {"name": name, "labels": {"stowage.io/backend": backend}}
+    if plan.location.node:
+        metadata["labels"]["stowage.io/node"] = plan.location.node
+    if release_on_node:
+        metadata["finalizers"] = [NODE_DATA_FINALIZER]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": BackendVolume.resource.kind,
+        "metadata": metadata,
+        "spec": spec.to_manifest(),
+    }
+
+
+def record_spec(record: Mapping[str, Any]) -> BackendVolumeSpec:
+    return BackendVolumeSpec.model_validate(record["spec"])
+
+
+def volume_context(spec: BackendVolumeSpec) -> dict[str, str]:
+    """What NodePublishVolume reads: the record's spec, flattened to strings."""
+    context = {
+        "backend": spec.backend,
+        "storageType": spec.storage_type,
+        "root": spec.root,
+        "path": spec.path,
+        "directoryMode": spec.directory_mode,
+    }
+    if spec.directory_uid is not None:
+        context["directoryUid"] = str(spec.directory_uid)
+    if spec.directory_gid is not None:
+        context["directoryGid"] = str(spec.directory_gid)
+    if spec.read_only:
+        context["readOnly"] = "true"
+    return context
+
+
+def csi_volume(name: str, spec: BackendVolumeSpec) -> csi_pb2.Volume:
+    topology = (
+        [csi_pb2.Topology(segments={TOPOLOGY_KEY: spec.node})] if spec.node is not None else []
+    )
+    return csi_pb2.Volume(
+        volume_id=name,
+        capacity_bytes=spec.capacity_bytes,
+        volume_context=volume_context(spec),
+        accessible_topology=topology,
+    )

@@ -1,0 +1,388 @@
+"""The CSI driver as its callers see it: `stowage csi` serving the Controller and Node services
+of this machine's node on a unix socket, against the real API server, checked by csi-sanity
+(kubernetes-csi/csi-test, a suite stowage did not write) and by a volume's whole life here.
+
+The Node service bind-mounts directories on this machine: these tests run as root, as the node
+plugin does."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import yaml
+from itkit import OPERATOR_COMMAND, Api, OperatorProcess, storage_backend, unique, wait_for
+
+from stowage.csi import DRIVER_NAME
+from stowage.csi.proto import csi_pb2, csi_pb2_grpc
+from stowage.csi.volumes import CLAIM_NAME_PARAMETER, CLAIM_NAMESPACE_PARAMETER, TOPOLOGY_KEY
+from stowage.kube.resources import BACKEND_VOLUMES, CSI_DRIVERS, STORAGE_BACKENDS, STORAGE_CLASSES
+from stowage_e2e.cluster import settings
+
+pytestmark = pytest.mark.integration
+
+BACKEND_PARAMETER = "stowage.io/backend"
+SANITY_TIMEOUT = 600
+Mode = csi_pb2.VolumeCapability.AccessMode.Mode
+
+
+@pytest.fixture
+def plugin(api: Api, crds: list[str], tmp_path: Path) -> Iterator[Path]:
+    """`stowage csi --controller --node <this node>`, its socket's path, its log printed after."""
+    socket = tmp_path / "csi.sock"
+    log_path = tmp_path / "plugin.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                *OPERATOR_COMMAND,
+                "csi",
+                "--controller",
+                "--node",
+                settings().node_name,
+                "--endpoint",
+                str(socket),
+                "--kubeconfig",
+                str(api.kubeconfig),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: socket.is_socket() or process.poll() is not None, what="the socket")
+        assert process.poll() is None, log_path.read_text()
+        yield socket
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        print(f"plugin log:\n{log_path.read_text(errors='replace')[-6000:]}")
+
+
+@pytest.fixture
+def backend(api: Api, tmp_path: Path) -> Iterator[Callable[[str], tuple[str, Path]]]:
+    """Makes a hostPath backend of this node with the given onDelete; its name and root."""
+    made: list[str] = []
+
+    def make(on_delete: str) -> tuple[str, Path]:
+        name = unique("csi-hostpath")
+        root = tmp_path / "root" / name
+        spec = {
+            "hostPath": {"path": str(root), "nodes": [settings().node_name]},
+            "provisioning": {"onDelete": on_delete, "directoryMode": "0750"},
+        }
+        api.kube.create(STORAGE_BACKENDS, storage_backend(name, spec))
+        made.append(name)
+        return name, root
+
+    yield make
+    for name in made:
+        api.kube.delete(STORAGE_BACKENDS, name)
+
+
+@pytest.fixture
+def services(plugin: Path) -> Iterator[tuple[Any, Any]]:
+    channel = grpc.insecure_channel(f"unix://{plugin}")
+    yield csi_pb2_grpc.ControllerStub(channel), csi_pb2_grpc.NodeStub(channel)
+    channel.close()
+
+
+def mount_capability(mode: Mode.ValueType = Mode.SINGLE_NODE_WRITER) -> csi_pb2.VolumeCapability:
+    return csi_pb2.VolumeCapability(
+        mount=csi_pb2.VolumeCapability.MountVolume(),
+        access_mode=csi_pb2.VolumeCapability.AccessMode(mode=mode),
+    )
+
+
+@dataclass(frozen=True)
+class SpecResult:
+    name: str
+    state: str  # passed, failed, skipped, pending
+    message: str  # why it failed or was skipped
+
+
+def spec_results(report: Path) -> list[SpecResult]:
+    """The specs of Ginkgo's JSON report (--ginkgo.json-report)."""
+    results = []
+    for suite in json.loads(report.read_text()):
+        for spec in suite.get("SpecReports") or []:
+            if spec.get("LeafNodeType") != "It":
+                continue
+            name = " ".join([*spec.get("ContainerHierarchyTexts", []), spec["LeafNodeText"]])
+            message = (spec.get("Failure") or {}).get("Message", "")
+            results.append(SpecResult(name, spec["State"], message.strip()))
+    return results
+
+
+# Why csi-sanity may skip a spec here: the driver does not offer what the spec tests. The
+# README's CSI section gives the same list; a skip for any other reason fails.
+JUSTIFIED_SKIPS = {
+    # attachRequired: false, volumes are reached from the node they are published on
+    "ControllerPublishVolume not supported": "no attach",
+    "ControllerUnpublishVolume not supported": "no attach",
+    "Controller Publish, UnpublishVolume not supported": "no attach",
+    # directory volumes need no per-node staging
+    "NodeStageVolume not supported": "no staging",
+    "NodeUnstageVolume not supported": "no staging",
+    # the day-2 operations of issue 16
+    "ControllerExpandVolume not supported": "expansion",
+    "NodeExpandVolume not supported": "expansion",
+    "CreateSnapshot not supported": "snapshots",
+    "DeleteSnapshot not supported": "snapshots",
+    "ListSnapshots not supported": "snapshots",
+    "GetSnapshot not supported": "snapshots",
+    "Snapshot not supported": "snapshots",
+    "Volume Cloning not supported": "clones",
+    "GetCapacity not supported": "capacity",
+    "NodeGetVolume not supported": "usage (NodeGetVolumeStats)",
+    "ControllerGetVolumeHealth not supported": "health",
+    "ControllerListVolumeHealth not supported": "health",
+    "NodeGetVolumeHealth not supported": "health",
+    "NodeGetStorageHealth not supported": "health",
+    # not offered: no consumer of them here
+    "ListVolumes not supported": "ListVolumes",
+    "Modify volume not supported": "no mutable parameters",
+    "Modify Volume not supported": "no mutable parameters",
+    "ControllerModifyVolume not supported": "no mutable parameters",
+    "GroupControllerService not supported": "no group snapshots",
+}
+
+
+def test_csi_sanity_passes_on_a_hostpath_backend(
+    plugin: Path, backend: Callable[[str], tuple[str, Path]], tmp_path: Path
+) -> None:
+    name, _ = backend("Retain")
+    parameters = tmp_path / "parameters.yaml"
+    parameters.write_text(yaml.safe_dump({BACKEND_PARAMETER: name}))
+    report = tmp_path / "csi-sanity.json"
+    result = subprocess.run(
+        [
+            str(settings().bin_dir / "csi-sanity"),
+            f"--csi.endpoint={plugin}",
+            f"--csi.mountdir={tmp_path / 'target'}",
+            f"--csi.stagingdir={tmp_path / 'staging'}",
+            f"--csi.testvolumeparameters={parameters}",
+            f"--ginkgo.json-report={report}",
+            "--ginkgo.no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=SANITY_TIMEOUT,
+    )
+    (tmp_path / "csi-sanity.log").write_text(result.stdout + result.stderr)
+    results = spec_results(report)
+    states = Counter(spec.state for spec in results)
+    skips = Counter(spec.message for spec in results if spec.state == "skipped")
+    by_feature = Counter(JUSTIFIED_SKIPS.get(reason, reason) for reason in skips.elements())
+    print(f"csi-sanity: {dict(states)}; skipped, by what is not offered: {dict(by_feature)}")
+    failed = [f"{spec.name}: {spec.message}" for spec in results if spec.state == "failed"]
+    assert not failed, "\n".join(failed)
+    assert result.returncode == 0, result.stdout[-4000:]
+    unjustified = [reason for reason in skips if reason not in JUSTIFIED_SKIPS]
+    assert not unjustified, f"skipped for reasons the README does not give: {unjustified}"
+    assert states["passed"] > 0 and set(states) <= {"passed", "skipped", "pending"}
+
+
+def create(controller: Any, name: str, backend: str, size: int, **extra: str) -> Any:
+    return controller.CreateVolume(
+        csi_pb2.CreateVolumeRequest(
+            name=name,
+            capacity_range=csi_pb2.CapacityRange(required_bytes=size),
+            volume_capabilities=[mount_capability()],
+            parameters={BACKEND_PARAMETER: backend, **extra},
+        )
+    ).volume
+
+
+def publish(node: Any, volume: Any, target: Path, *, readonly: bool = False) -> None:
+    node.NodePublishVolume(
+        csi_pb2.NodePublishVolumeRequest(
+            volume_id=volume.volume_id,
+            target_path=str(target),
+            volume_capability=mount_capability(),
+            volume_context=volume.volume_context,
+            readonly=readonly,
+        )
+    )
+
+
+def unpublish(node: Any, volume: Any, target: Path) -> None:
+    node.NodeUnpublishVolume(
+        csi_pb2.NodeUnpublishVolumeRequest(volume_id=volume.volume_id, target_path=str(target))
+    )
+
+
+def deleted(controller: Any, volume_id: str) -> bool:
+    try:
+        controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume_id))
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.UNAVAILABLE, error.details()
+        return False
+    return True
+
+
+@pytest.mark.parametrize("on_delete", ["Delete", "Archive"])
+def test_a_volume_is_recorded_published_with_its_data_and_released_as_the_backend_says(
+    api: Api,
+    services: tuple[Any, Any],
+    backend: Callable[[str], tuple[str, Path]],
+    tmp_path: Path,
+    on_delete: str,
+) -> None:
+    controller, node = services
+    name, root = backend(on_delete)
+    claim_uid = "0e2f5a3c-4b1d-4f7e-9a65-1c2b3d4e5f60"
+    volume = create(
+        controller,
+        f"pvc-{claim_uid}",
+        name,
+        64 << 20,
+        **{CLAIM_NAMESPACE_PARAMETER: "apps", CLAIM_NAME_PARAMETER: "data"},
+    )
+    assert volume.volume_id == f"pvc-{claim_uid}"
+    assert volume.capacity_bytes == 64 << 20
+    assert [dict(t.segments) for t in volume.accessible_topology] == [
+        {TOPOLOGY_KEY: settings().node_name}
+    ]
+    record = api.kube.get(BACKEND_VOLUMES, volume.volume_id)
+    assert record is not None
+    directory = root / f"apps-data-{claim_uid}"
+    assert record["spec"]["node"] == settings().node_name
+    assert record["spec"]["path"] == str(directory)
+    columns = api.kubectl("get", "backendvolumes", volume.volume_id, "-o", "wide")
+    assert name in columns and settings().node_name in columns and str(directory) in columns
+
+    # Asked again, the same volume; asked with another size, refused.
+    assert create(controller, f"pvc-{claim_uid}", name, 64 << 20) == volume
+    with pytest.raises(grpc.RpcError) as refused:
+        create(controller, f"pvc-{claim_uid}", name, 128 << 20)
+    assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+    target = tmp_path / "pod" / "mount"
+    publish(node, volume, target)
+    publish(node, volume, target)  # idempotent
+    (target / "hello.txt").write_text("kept\n")
+    assert (directory / "hello.txt").read_text() == "kept\n"
+    assert directory.stat().st_mode & 0o7777 == 0o750
+    unpublish(node, volume, target)
+    unpublish(node, volume, target)
+    assert not target.exists()
+
+    read_only = tmp_path / "pod" / "read-only"
+    publish(node, volume, read_only, readonly=True)
+    assert (read_only / "hello.txt").read_text() == "kept\n"
+    with pytest.raises(OSError, match="Read-only file system"):
+        (read_only / "new.txt").write_text("refused\n")
+    unpublish(node, volume, read_only)
+
+    wait_for(lambda: deleted(controller, volume.volume_id), what="DeleteVolume to succeed")
+    assert api.kube.get(BACKEND_VOLUMES, volume.volume_id) is None
+    assert not directory.exists()
+    archived = root / f"archived-apps-data-{claim_uid}"
+    if on_delete == "Archive":
+        assert (archived / "hello.txt").read_text() == "kept\n"
+    else:
+        assert not archived.exists()
+    assert deleted(controller, volume.volume_id)  # deleted already: still OK
+
+
+def test_a_retained_volume_keeps_its_data_and_its_record_goes_at_once(
+    api: Api, services: tuple[Any, Any], backend: Callable[[str], tuple[str, Path]], tmp_path: Path
+) -> None:
+    controller, node = services
+    name, root = backend("Retain")
+    volume = create(controller, unique("retained"), name, 1 << 20)
+    target = tmp_path / "mount"
+    publish(node, volume, target)
+    (target / "data").write_text("retained\n")
+    unpublish(node, volume, target)
+    started = time.monotonic()
+    assert deleted(controller, volume.volume_id)
+    print(f"DeleteVolume of a Retain volume: {time.monotonic() - started:.2f} s")
+    assert api.kube.get(BACKEND_VOLUMES, volume.volume_id) is None
+    assert [path.read_text() for path in root.glob("*/data")] == ["retained\n"]
+
+
+def test_what_the_driver_cannot_serve_is_refused_with_the_reason(
+    api: Api, services: tuple[Any, Any]
+) -> None:
+    controller, _ = services
+    nfs = unique("csi-nfs")
+    api.kube.create(
+        STORAGE_BACKENDS,
+        storage_backend(nfs, {"nfs": {"servers": ["127.0.0.1"], "path": "/exports"}}),
+    )
+    try:
+        with pytest.raises(grpc.RpcError) as not_yet:
+            create(controller, unique("nfs"), nfs, 1 << 20)
+        assert not_yet.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "is not served through CSI yet" in (not_yet.value.details() or "")
+    finally:
+        api.kube.delete(STORAGE_BACKENDS, nfs)
+
+    with pytest.raises(grpc.RpcError) as missing:
+        create(controller, unique("missing"), "no-such-backend", 1 << 20)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "StorageBackend no-such-backend does not exist" in (missing.value.details() or "")
+
+    with pytest.raises(grpc.RpcError) as unnamed:
+        controller.CreateVolume(
+            csi_pb2.CreateVolumeRequest(
+                name=unique("unnamed"), volume_capabilities=[mount_capability()]
+            )
+        )
+    assert unnamed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert BACKEND_PARAMETER in (unnamed.value.details() or "")
+
+
+def test_a_csi_backend_names_the_driver_waits_for_it_and_for_its_volumes_on_deletion(
+    api: Api,
+    operator: OperatorProcess,
+    services: tuple[Any, Any],
+    backends: Callable[[str, dict[str, Any]], str],
+    csi_driver: Callable[[str], None],
+    tmp_path: Path,
+) -> None:
+    controller, _ = services
+    spec = {
+        "hostPath": {"path": str(tmp_path / "csi"), "nodes": [settings().node_name]},
+        "provisioning": {"csi": True, "onDelete": "Retain"},
+    }
+    name = backends("csi-backend", spec)
+    if api.get(CSI_DRIVERS, DRIVER_NAME) is None:
+        missing = api.wait_condition(name, status="False", reason="CSIDriverMissing")
+        assert DRIVER_NAME in missing["message"]
+        csi_driver(DRIVER_NAME)
+    api.wait_condition(name, status="True", reason="Available", timeout=30)
+    storage_class = api.get(STORAGE_CLASSES, name)
+    assert storage_class is not None
+    assert storage_class["provisioner"] == DRIVER_NAME
+    assert storage_class["parameters"] == {BACKEND_PARAMETER: name}
+
+    volume = create(controller, unique("kept"), name, 1 << 20)
+    wait_for(
+        lambda: (api.backend(name) or {}).get("status", {}).get("volumes") == 1,
+        timeout=30,
+        what="status.volumes counting the CSI volume",
+    )
+    api.delete(STORAGE_BACKENDS, name)
+    waiting = api.wait_condition(name, status="False", reason="DeletionWaitingForVolumes")
+    assert volume.volume_id in waiting["message"]
+    assert deleted(controller, volume.volume_id)
+    wait_for(lambda: api.gone(STORAGE_BACKENDS, name), timeout=60, what="the backend deleted")
+
+
+def test_a_type_without_a_csi_path_that_asks_for_csi_is_not_ready(
+    api: Api, operator: OperatorProcess, backends: Callable[[str, dict[str, Any]], str]
+) -> None:
+    nfs = {"servers": ["127.0.0.1"], "path": "/exports"}
+    name = backends("csi-nfs", {"nfs": nfs, "provisioning": {"csi": True}})
+    refused = api.wait_condition(name, status="False", reason="InvalidSpec")
+    assert "provisioning.csi" in refused["message"]
+    assert "does not serve nfs volumes" in refused["message"]

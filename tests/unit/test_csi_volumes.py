@@ -1,0 +1,142 @@
+"""CSI requests in stowage's terms: volume IDs, the claim a request stands for, the record."""
+
+from __future__ import annotations
+
+import pytest
+
+from stowage.api.volume import NODE_DATA_FINALIZER
+from stowage.csi import volumes
+from stowage.csi.proto import csi_pb2
+from stowage.drivers.base import DataLocation, VolumePlan
+
+pytestmark = pytest.mark.unit
+
+Mode = csi_pb2.VolumeCapability.AccessMode.Mode
+UID = "0e2f5a3c-4b1d-4f7e-9a65-1c2b3d4e5f60"
+
+
+def capability(mode: Mode.ValueType, *, block: bool = False) -> csi_pb2.VolumeCapability:
+    access = csi_pb2.VolumeCapability.AccessMode(mode=mode)
+    if block:
+        return csi_pb2.VolumeCapability(
+            block=csi_pb2.VolumeCapability.BlockVolume(), access_mode=access
+        )
+    return csi_pb2.VolumeCapability(
+        mount=csi_pb2.VolumeCapability.MountVolume(), access_mode=access
+    )
+
+
+def test_a_provisioner_name_is_the_volume_id_and_carries_the_claim_uid() -> None:
+    assert volumes.volume_id(f"pvc-{UID}") == f"pvc-{UID}"
+    assert volumes.claim_uid(f"pvc-{UID}") == UID
+
+
+def test_other_names_become_object_names_that_stay_apart_and_within_128_bytes() -> None:
+    upper, lower = volumes.volume_id("Sanity-Volume"), volumes.volume_id("sanity-volume")
+    assert lower == "sanity-volume"
+    assert upper != lower and upper.startswith("sanity-volume-")
+    long = volumes.volume_id("x" * 300)
+    assert len(long) <= volumes.VOLUME_ID_MAX_BYTES
+    assert long != volumes.volume_id("x" * 301)
+    assert volumes.claim_uid("Sanity-Volume") != volumes.claim_uid("sanity-volume")
+    with pytest.raises(volumes.BadRequest, match="empty"):
+        volumes.volume_id("")
+
+
+@pytest.mark.parametrize(
+    ("modes", "expected"),
+    [
+        ([Mode.SINGLE_NODE_WRITER], ("ReadWriteOnce",)),
+        ([Mode.SINGLE_NODE_SINGLE_WRITER], ("ReadWriteOncePod",)),
+        ([Mode.MULTI_NODE_READER_ONLY], ("ReadOnlyMany",)),
+        ([Mode.MULTI_NODE_MULTI_WRITER, Mode.MULTI_NODE_SINGLE_WRITER], ("ReadWriteMany",)),
+    ],
+)
+def test_csi_access_modes_are_the_kubernetes_ones(
+    modes: list[Mode.ValueType], expected: tuple[str]
+) -> None:
+    assert volumes.access_modes([capability(mode) for mode in modes]) == expected
+
+
+def test_a_capability_without_access_mode_or_type_or_with_both_types_is_refused() -> None:
+    with pytest.raises(volumes.BadRequest, match="no access mode"):
+        volumes.access_modes([capability(Mode.UNKNOWN)])
+    with pytest.raises(volumes.BadRequest, match="neither mount nor block"):
+        volumes.volume_mode([csi_pb2.VolumeCapability()])
+    with pytest.raises(volumes.BadRequest, match="both mount and block"):
+        volumes.volume_mode(
+            [capability(Mode.SINGLE_NODE_WRITER), capability(Mode.SINGLE_NODE_WRITER, block=True)]
+        )
+    assert volumes.volume_mode([capability(Mode.SINGLE_NODE_WRITER, block=True)]) == "Block"
+
+
+def test_the_claim_of_a_request_has_its_size_node_and_the_provisioners_claim_names() -> None:
+    request = csi_pb2.CreateVolumeRequest(
+        name=f"pvc-{UID}",
+        capacity_range=csi_pb2.CapacityRange(required_bytes=5 << 30),
+        volume_capabilities=[capability(Mode.SINGLE_NODE_WRITER)],
+        parameters={
+            volumes.CLAIM_NAMESPACE_PARAMETER: "apps",
+            volumes.CLAIM_NAME_PARAMETER: "data",
+        },
+        accessibility_requirements=csi_pb2.TopologyRequirement(
+            requisite=[csi_pb2.Topology(segments={volumes.TOPOLOGY_KEY: "node-b"})],
+            preferred=[csi_pb2.Topology(segments={volumes.TOPOLOGY_KEY: "node-a"})],
+        ),
+    )
+    claim = volumes.claim_request(request)
+    assert (claim.namespace, claim.name, claim.uid) == ("apps", "data", UID)
+    assert claim.requested_bytes == 5 << 30
+    assert claim.selected_node == "node-a"  # the scheduler's choice comes first in preferred
+    assert claim.access_modes == ("ReadWriteOnce",)
+
+
+def test_sizes_and_missing_capabilities() -> None:
+    assert volumes.requested_bytes(csi_pb2.CapacityRange(limit_bytes=7)) == 7
+    assert volumes.requested_bytes(csi_pb2.CapacityRange()) == 0
+    with pytest.raises(volumes.BadRequest, match="above limit_bytes"):
+        volumes.requested_bytes(csi_pb2.CapacityRange(required_bytes=8, limit_bytes=7))
+    with pytest.raises(volumes.BadRequest, match="no volume capabilities"):
+        volumes.claim_request(csi_pb2.CreateVolumeRequest(name="v"))
+
+
+def test_the_record_of_a_node_volume_has_its_node_label_and_its_release_finalizer() -> None:
+    plan = VolumePlan(
+        capacity_bytes=1 << 20,
+        access_modes=("ReadWriteOnce",),
+        volume_mode="Filesystem",
+        location=DataLocation(path="/srv/a/apps-data-x", node="node-a"),
+    )
+    claim = volumes.claim_request(
+        csi_pb2.CreateVolumeRequest(
+            name=f"pvc-{UID}", volume_capabilities=[capability(Mode.SINGLE_NODE_WRITER)]
+        )
+    )
+    record = volumes.backend_volume(
+        f"pvc-{UID}", "fast", "hostPath", "/srv/a", plan, claim, "0750",
+        volumes.DirectoryOwner(uid=1000, gid=2000), release_on_node=True,
+    )  # fmt: skip
+    assert record["metadata"]["labels"] == {
+        "stowage.io/backend": "fast",
+        "stowage.io/node": "node-a",
+    }
+    assert record["metadata"]["finalizers"] == [NODE_DATA_FINALIZER]
+    spec = volumes.record_spec(record)
+    volume = volumes.csi_volume(f"pvc-{UID}", spec)
+    assert dict(volume.volume_context) == {
+        "backend": "fast",
+        "storageType": "hostPath",
+        "root": "/srv/a",
+        "path": "/srv/a/apps-data-x",
+        "directoryMode": "0750",
+        "directoryUid": "1000",
+        "directoryGid": "2000",
+    }
+    assert [dict(t.segments) for t in volume.accessible_topology] == [
+        {volumes.TOPOLOGY_KEY: "node-a"}
+    ]
+    kept = volumes.backend_volume(
+        "v", "fast", "hostPath", "/srv/a", plan, claim, "0777", volumes.DirectoryOwner(),
+        release_on_node=False,
+    )  # fmt: skip
+    assert "finalizers" not in kept["metadata"]
