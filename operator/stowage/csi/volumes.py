@@ -148,10 +148,10 @@ def backend_volume(
     claim: ClaimRequest,
     mode: str,
     owner: DirectoryOwner,
-    release_on_node: bool,
 ) -> Json:
-    """The BackendVolume record of a new volume; with `release_on_node`, the finalizer that
-    keeps it until its node has deleted or archived the data."""
+    """The BackendVolume record of a new volume. A node-local volume's record carries the
+    finalizer that keeps it until its node has released the data, as the backend says when
+    the volume is released (so an onDelete changed meanwhile counts)."""
     spec = BackendVolumeSpec(
         backend=backend,
         storage_type=storage_type,
@@ -169,13 +169,23 @@ def backend_volume(
     metadata: dict[str, Any] = {"name": name, "labels": {"stowage.io/backend": backend}}
     if plan.location.node:
         metadata["labels"]["stowage.io/node"] = plan.location.node
-    if release_on_node:
+    if plan.location.node:
         metadata["finalizers"] = [NODE_DATA_FINALIZER]
     return {
         "apiVersion": API_VERSION,
         "kind": BackendVolume.resource.kind,
         "metadata": metadata,
         "spec": spec.to_manifest(),
+    }
+
+
+def releasing_done(record: Mapping[str, Any]) -> Json:
+    """The merge patch that lets the record go: its other finalizers only, and only for the
+    version read (a conflict means it changed meanwhile)."""
+    metadata = record["metadata"]
+    kept = [name for name in metadata.get("finalizers") or () if name != NODE_DATA_FINALIZER]
+    return {
+        "metadata": {"finalizers": kept or None, "resourceVersion": metadata["resourceVersion"]}
     }
 
 
