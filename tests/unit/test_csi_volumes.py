@@ -45,6 +45,13 @@ def test_other_names_become_object_names_that_stay_apart_and_within_128_bytes() 
         volumes.volume_id("")
 
 
+def test_a_node_name_too_long_for_a_label_value_is_labelled_by_its_digest() -> None:
+    assert volumes.node_label("stowage-vm1") == "stowage-vm1"
+    long = "n" + ".node" * 60  # a valid node name of 301 characters
+    assert len(volumes.node_label(long)) <= 63
+    assert volumes.node_label(long) != volumes.node_label(long + "x")
+
+
 @pytest.mark.parametrize(
     ("modes", "expected"),
     [

@@ -21,7 +21,7 @@ from stowage.api.backend import OnDelete
 from stowage.api.volume import NODE_DATA_FINALIZER, BackendVolumeSpec
 from stowage.backends import backend_ref, parse_backend
 from stowage.csi.node import on_host
-from stowage.csi.volumes import record_spec, releasing_done
+from stowage.csi.volumes import NODE_LABEL, node_label, record_spec, releasing_done
 from stowage.drivers import driver_for
 from stowage.drivers.base import DataLocation, ProvisionedVolume, ReleasePlan
 from stowage.drivers.naming import archive_name
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def node_selector(node: str) -> str:
-    return f"stowage.io/node={node}"
+    return f"{NODE_LABEL}={node_label(node)}"
 
 
 def is_releasing(record: Mapping[str, Any]) -> bool:
