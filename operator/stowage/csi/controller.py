@@ -3,14 +3,16 @@
 CreateVolume plans the volume with the backend's driver (the same plan the in-tree provisioner
 makes) and records it as a BackendVolume named by the volume's ID; a repeated call is answered
 from the record. DeleteVolume deletes the record; where data is to be released on a node, the
-record's finalizer holds it until that node's plugin has deleted or archived the data, and
-DeleteVolume answers UNAVAILABLE until then, so that the provisioner retries.
+record's finalizer holds it until that node's plugin has released the data. DeleteVolume waits
+a little for that, and answers UNAVAILABLE while it is not done, so that the provisioner
+retries.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 import grpc
@@ -34,6 +36,10 @@ from stowage.kube.resources import BACKEND_VOLUMES, NODES, STORAGE_BACKENDS
 log = logging.getLogger(__name__)
 
 RPC = csi_pb2.ControllerServiceCapability.RPC
+# How long DeleteVolume waits for a node to release a volume's data before it answers
+# UNAVAILABLE (the provisioner then retries, backing off).
+RELEASE_WAIT = 10.0
+RELEASE_POLL = 0.2
 CAPABILITIES = (RPC.CREATE_DELETE_VOLUME, RPC.SINGLE_NODE_MULTI_WRITER)
 
 
@@ -190,7 +196,7 @@ class Controller(csi_pb2_grpc.ControllerServicer):
                 self._kube.delete(BACKEND_VOLUMES, request.volume_id)
             except ApiError as error:
                 context.abort(grpc.StatusCode.UNAVAILABLE, f"deleting the record: {error}")
-        remaining = self._kube.get(BACKEND_VOLUMES, request.volume_id)
+        remaining = self._released(request.volume_id)
         if remaining is not None and not self._node_gone(remaining):
             node = volumes.record_spec(remaining).node or "its node"
             context.abort(
@@ -199,6 +205,17 @@ class Controller(csi_pb2_grpc.ControllerServicer):
                 "to release its data",
             )
         return csi_pb2.DeleteVolumeResponse()
+
+    def _released(self, name: str) -> Json | None:
+        """Waits up to RELEASE_WAIT seconds for the node plugin to release the record (a
+        fraction of a second when it runs), so that DeleteVolume mostly answers at once;
+        the record if it is still there."""
+        deadline = time.monotonic() + RELEASE_WAIT
+        while (record := self._kube.get(BACKEND_VOLUMES, name)) is not None:
+            if time.monotonic() >= deadline:
+                return record
+            time.sleep(RELEASE_POLL)
+        return None
 
     def _node_gone(self, record: Json) -> bool:
         """Lets a record go whose node no longer exists: its data went with the node, and
