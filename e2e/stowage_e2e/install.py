@@ -213,7 +213,8 @@ def merge(base: Values, override: Values) -> dict[str, Any]:
 
 @dataclass
 class OperatorLogs:
-    """The logs of every operator pod of the session, kept before a pod goes away."""
+    """The logs of every operator pod of the session (all its containers: the operator, the
+    CSI controller and its sidecar), kept before a pod goes away."""
 
     kubeconfig: Path
     by_pod: dict[str, str] = field(default_factory=dict)
@@ -225,7 +226,7 @@ class OperatorLogs:
             "--namespace", NAMESPACE, "get", "pods", "-l", OPERATOR_SELECTOR, "-o", "name"
         )
         for pod in pods.split():
-            logs = kube.run("--namespace", NAMESPACE, "logs", pod, check=False)
+            logs = kube.run("--namespace", NAMESPACE, "logs", pod, "--all-containers", check=False)
             if logs.returncode == 0:
                 self.by_pod[pod] = logs.stdout
 

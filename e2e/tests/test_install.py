@@ -106,10 +106,13 @@ def test_install_runs_the_operator_from_the_built_images(
     kubeconfig: Path, stowage_installed: Images
 ) -> None:
     pod = the_ready_operator_pod(kubeconfig)
-    (container,) = pod["spec"]["containers"]
-    assert container["image"] == stowage_installed.operator
+    containers = {c["name"]: c for c in pod["spec"]["containers"]}
+    assert set(containers) == {"operator", "csi-controller", "csi-provisioner"}
+    assert {c["image"] for c in containers.values()} == {stowage_installed.operator}
     assert pod["spec"]["securityContext"]["runAsUser"] == 65532
-    logs = kubectl(kubeconfig, "--namespace", NAMESPACE, "logs", pod["metadata"]["name"])
+    # The sidecar's requests too: its RBAC is the chart's as well.
+    name = pod["metadata"]["name"]
+    logs = kubectl(kubeconfig, "--namespace", NAMESPACE, "logs", name, "--all-containers")
     refusals = [line for line in logs.splitlines() if is_rbac_refusal(line)]
     assert not refusals, "\n".join(refusals)
 
@@ -125,7 +128,7 @@ def test_upgrade_with_a_changed_value_rolls_the_operator(
         after = the_ready_operator_pod(kubeconfig)
         operator_logs.collect()
         assert after["metadata"]["uid"] != before["metadata"]["uid"]
-        (container,) = after["spec"]["containers"]
+        (container,) = [c for c in after["spec"]["containers"] if c["name"] == "operator"]
         env = {variable["name"]: variable.get("value") for variable in container["env"]}
         assert env["STOWAGE_LOG_LEVEL"] == "debug"
     finally:

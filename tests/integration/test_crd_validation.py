@@ -472,6 +472,9 @@ def test_defaults_are_filled_in_by_the_api_server(resources: CustomResources) ->
         "basePath": "/",
         "onDelete": "Delete",
         "directoryMode": "0777",
+        # Stored: a backend made now stays with the stowage.io/provisioner if the default
+        # ever changes.
+        "csi": False,
     }
     assert created["spec"]["storageClass"]["volumeBindingMode"] == "WaitForFirstConsumer"
 

@@ -66,15 +66,20 @@ def plugin(api: Api, crds: list[str], tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def backend(api: Api, tmp_path: Path) -> Iterator[Callable[[str], tuple[str, Path]]]:
-    """Makes a hostPath backend of this node with the given onDelete; its name and root."""
+def backend(api: Api, tmp_path: Path) -> Iterator[Callable[..., tuple[str, Path]]]:
+    """`make(on_delete, storage_type="hostPath")`: a backend of a node-directory type with
+    that onDelete (a hostPath backend of this node alone); its name and root."""
     made: list[str] = []
 
-    def make(on_delete: str) -> tuple[str, Path]:
-        name = unique("csi-hostpath")
+    def make(on_delete: str, storage_type: str = "hostPath") -> tuple[str, Path]:
+        name = unique(f"csi-{storage_type.lower()}")
         root = tmp_path / "root" / name
-        spec = {
+        type_specs: dict[str, dict[str, Any]] = {
             "hostPath": {"path": str(root), "nodes": [settings().node_name]},
+            "emptyDir": {"basePath": str(root)},
+        }
+        spec = {
+            storage_type: type_specs[storage_type],
             "provisioning": {"onDelete": on_delete, "directoryMode": "0750"},
         }
         api.kube.create(STORAGE_BACKENDS, storage_backend(name, spec))
@@ -155,7 +160,7 @@ JUSTIFIED_SKIPS = {
 
 
 def test_csi_sanity_passes_on_a_hostpath_backend(
-    plugin: Path, backend: Callable[[str], tuple[str, Path]], tmp_path: Path
+    plugin: Path, backend: Callable[..., tuple[str, Path]], tmp_path: Path
 ) -> None:
     name, _ = backend("Retain")
     parameters = tmp_path / "parameters.yaml"
@@ -189,13 +194,21 @@ def test_csi_sanity_passes_on_a_hostpath_backend(
     assert states["passed"] > 0 and set(states) <= {"passed", "skipped", "pending"}
 
 
-def create(controller: Any, name: str, backend: str, size: int, **extra: str) -> Any:
+def create(
+    controller: Any, name: str, backend: str, size: int, node: str = "", **extra: str
+) -> Any:
+    """CreateVolume as the provisioner calls it for a pod scheduled to `node` (this one's by
+    default)."""
+    segments = {TOPOLOGY_KEY: node or settings().node_name}
     return controller.CreateVolume(
         csi_pb2.CreateVolumeRequest(
             name=name,
             capacity_range=csi_pb2.CapacityRange(required_bytes=size),
             volume_capabilities=[mount_capability()],
             parameters={BACKEND_PARAMETER: backend, **extra},
+            accessibility_requirements=csi_pb2.TopologyRequirement(
+                preferred=[csi_pb2.Topology(segments=segments)]
+            ),
         )
     ).volume
 
@@ -227,16 +240,20 @@ def deleted(controller: Any, volume_id: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("on_delete", ["Delete", "Archive"])
+@pytest.mark.parametrize(
+    ("storage_type", "on_delete"),
+    [("hostPath", "Delete"), ("hostPath", "Archive"), ("emptyDir", "Delete")],
+)
 def test_a_volume_is_recorded_published_with_its_data_and_released_as_the_backend_says(
     api: Api,
     services: tuple[Any, Any],
-    backend: Callable[[str], tuple[str, Path]],
+    backend: Callable[..., tuple[str, Path]],
     tmp_path: Path,
+    storage_type: str,
     on_delete: str,
 ) -> None:
     controller, node = services
-    name, root = backend(on_delete)
+    name, root = backend(on_delete, storage_type)
     claim_uid = "0e2f5a3c-4b1d-4f7e-9a65-1c2b3d4e5f60"
     volume = create(
         controller,
@@ -292,8 +309,8 @@ def test_a_volume_is_recorded_published_with_its_data_and_released_as_the_backen
     assert deleted(controller, volume.volume_id)  # deleted already: still OK
 
 
-def test_a_retained_volume_keeps_its_data_and_its_record_goes_at_once(
-    api: Api, services: tuple[Any, Any], backend: Callable[[str], tuple[str, Path]], tmp_path: Path
+def test_a_retained_volume_keeps_its_data(
+    api: Api, services: tuple[Any, Any], backend: Callable[..., tuple[str, Path]], tmp_path: Path
 ) -> None:
     controller, node = services
     name, root = backend("Retain")
@@ -303,10 +320,35 @@ def test_a_retained_volume_keeps_its_data_and_its_record_goes_at_once(
     (target / "data").write_text("retained\n")
     unpublish(node, volume, target)
     started = time.monotonic()
-    assert deleted(controller, volume.volume_id)
+    wait_for(lambda: deleted(controller, volume.volume_id), what="DeleteVolume to succeed")
     print(f"DeleteVolume of a Retain volume: {time.monotonic() - started:.2f} s")
     assert api.kube.get(BACKEND_VOLUMES, volume.volume_id) is None
     assert [path.read_text() for path in root.glob("*/data")] == ["retained\n"]
+
+
+def test_the_volume_of_a_node_that_is_gone_is_deleted_with_it(
+    api: Api, services: tuple[Any, Any], backend: Callable[..., tuple[str, Path]]
+) -> None:
+    controller, _ = services
+    name, _ = backend("Delete", "emptyDir")
+    gone = unique("gone-node")
+    volume = create(controller, unique("lost"), name, 1 << 20, node=gone)
+    record = api.kube.get(BACKEND_VOLUMES, volume.volume_id)
+    assert record is not None and record["spec"]["node"] == gone
+    # No node plugin will ever release it: DeleteVolume lets the record go at once.
+    assert deleted(controller, volume.volume_id)
+    assert api.kube.get(BACKEND_VOLUMES, volume.volume_id) is None
+
+
+def test_a_backend_the_driver_would_refuse_is_refused_by_create_volume(
+    api: Api, services: tuple[Any, Any], backend: Callable[..., tuple[str, Path]]
+) -> None:
+    controller, _ = services
+    name, _ = backend("Archive", "emptyDir")  # an emptyDir volume is always deleted
+    with pytest.raises(grpc.RpcError) as refused:
+        create(controller, unique("refused"), name, 1 << 20)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "provisioning.onDelete" in (refused.value.details() or "")
 
 
 def test_what_the_driver_cannot_serve_is_refused_with_the_reason(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from stowage.api.volume import NODE_DATA_FINALIZER
@@ -41,6 +43,13 @@ def test_other_names_become_object_names_that_stay_apart_and_within_128_bytes() 
     assert volumes.claim_uid("Sanity-Volume") != volumes.claim_uid("sanity-volume")
     with pytest.raises(volumes.BadRequest, match="empty"):
         volumes.volume_id("")
+
+
+def test_a_node_name_too_long_for_a_label_value_is_labelled_by_its_digest() -> None:
+    assert volumes.node_label("stowage-vm1") == "stowage-vm1"
+    long = "n" + ".node" * 60  # a valid node name of 301 characters
+    assert len(volumes.node_label(long)) <= 63
+    assert volumes.node_label(long) != volumes.node_label(long + "x")
 
 
 @pytest.mark.parametrize(
@@ -100,7 +109,7 @@ def test_sizes_and_missing_capabilities() -> None:
         volumes.claim_request(csi_pb2.CreateVolumeRequest(name="v"))
 
 
-def test_the_record_of_a_node_volume_has_its_node_label_and_its_release_finalizer() -> None:
+def test_the_record_of_a_node_volume_has_its_node_label_and_a_finalizer_for_its_release() -> None:
     plan = VolumePlan(
         capacity_bytes=1 << 20,
         access_modes=("ReadWriteOnce",),
@@ -114,7 +123,7 @@ def test_the_record_of_a_node_volume_has_its_node_label_and_its_release_finalize
     )
     record = volumes.backend_volume(
         f"pvc-{UID}", "fast", "hostPath", "/srv/a", plan, claim, "0750",
-        volumes.DirectoryOwner(uid=1000, gid=2000), release_on_node=True,
+        volumes.DirectoryOwner(uid=1000, gid=2000),
     )  # fmt: skip
     assert record["metadata"]["labels"] == {
         "stowage.io/backend": "fast",
@@ -135,8 +144,13 @@ def test_the_record_of_a_node_volume_has_its_node_label_and_its_release_finalize
     assert [dict(t.segments) for t in volume.accessible_topology] == [
         {volumes.TOPOLOGY_KEY: "node-a"}
     ]
-    kept = volumes.backend_volume(
-        "v", "fast", "hostPath", "/srv/a", plan, claim, "0777", volumes.DirectoryOwner(),
-        release_on_node=False,
-    )  # fmt: skip
-    assert "finalizers" not in kept["metadata"]
+    record["metadata"]["resourceVersion"] = "7"
+    record["metadata"]["finalizers"].append("example.com/other")
+    assert volumes.releasing_done(record) == {
+        "metadata": {"finalizers": ["example.com/other"], "resourceVersion": "7"}
+    }
+    shared = dataclasses.replace(plan, location=DataLocation(path="/exports/a"))
+    remote = volumes.backend_volume(
+        "v", "nfs", "nfs", "/exports", shared, claim, "0777", volumes.DirectoryOwner()
+    )
+    assert "finalizers" not in remote["metadata"]  # no node holds its data

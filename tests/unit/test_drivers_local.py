@@ -16,6 +16,7 @@ from stowage.drivers.base import (
     ClaimRequest,
     DataLocation,
     NodeRequirement,
+    NodeRole,
     ProvisionContext,
     ProvisionedVolume,
     Unprovisionable,
@@ -264,6 +265,22 @@ def test_a_csi_host_path_class_names_the_driver_and_only_its_topology_key() -> N
     ]
     assert problems(ref) == []
     assert driver_for(ref.spec.storage_type).csi_driver_name(ref) == "csi.stowage.io"
+
+
+def test_a_csi_empty_dir_backend_runs_no_helper_and_memory_has_no_csi_path_yet() -> None:
+    on_disk = backend(
+        "scratch", {"emptyDir": {"basePath": "/srv/scratch"}, "provisioning": {"csi": True}}
+    )
+    driver = driver_for(on_disk.spec.storage_type)
+    assert driver.csi_directory_root(on_disk) == "/srv/scratch"
+    # The CSI node plugin makes and wipes its directories: no mount helper for it.
+    assert driver.node_role(on_disk) is NodeRole.NONE
+    assert problems(on_disk) == []
+    in_tree = backend("scratch", {"emptyDir": {"basePath": "/srv/scratch"}})
+    assert driver.node_role(in_tree) is NodeRole.NODE_WORK
+    memory = backend("ram", {"emptyDir": {"medium": "Memory"}, "provisioning": {"csi": True}})
+    assert driver.csi_directory_root(memory) is None
+    assert any(problem.startswith("provisioning.csi:") for problem in problems(memory))
 
 
 def test_csi_is_refused_where_the_driver_has_no_csi_path() -> None:

@@ -3,19 +3,21 @@
 CreateVolume plans the volume with the backend's driver (the same plan the in-tree provisioner
 makes) and records it as a BackendVolume named by the volume's ID; a repeated call is answered
 from the record. DeleteVolume deletes the record; where data is to be released on a node, the
-record's finalizer holds it until that node's plugin has deleted or archived the data, and
-DeleteVolume answers UNAVAILABLE until then, so that the provisioner retries.
+record's finalizer holds it until that node's plugin has released the data. DeleteVolume waits
+a little for that, and answers UNAVAILABLE while it is not done, so that the provisioner
+retries.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 import grpc
 
-from stowage.api.backend import OnDelete, StorageBackend
+from stowage.api.backend import StorageBackend
 from stowage.api.volume import BackendVolumeSpec
 from stowage.backends import backend_ref, parse_backend
 from stowage.csi import volumes
@@ -28,12 +30,16 @@ from stowage.drivers.base import (
     ProvisionContext,
     Unprovisionable,
 )
-from stowage.kube import AlreadyExistsError, ApiError, Json, Kube
+from stowage.kube import AlreadyExistsError, ApiError, ConflictError, Json, Kube
 from stowage.kube.resources import BACKEND_VOLUMES, NODES, STORAGE_BACKENDS
 
 log = logging.getLogger(__name__)
 
 RPC = csi_pb2.ControllerServiceCapability.RPC
+# How long DeleteVolume waits for a node to release a volume's data before it answers
+# UNAVAILABLE (the provisioner then retries, backing off).
+RELEASE_WAIT = 10.0
+RELEASE_POLL = 0.2
 CAPABILITIES = (RPC.CREATE_DELETE_VOLUME, RPC.SINGLE_NODE_MULTI_WRITER)
 
 
@@ -130,7 +136,6 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             claim,
             provisioning.directory_mode,
             volumes.DirectoryOwner(owner.uid, owner.gid) if owner else volumes.DirectoryOwner(),
-            release_on_node=provisioning.on_delete is not OnDelete.RETAIN,
         )
         try:
             created = self._kube.create(BACKEND_VOLUMES, record)
@@ -171,6 +176,12 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             raise Failed(
                 grpc.StatusCode.FAILED_PRECONDITION, f"StorageBackend {name} is invalid: {model}"
             )
+        problems = driver_for(model.spec.storage_type).validate(backend_ref(name, model))
+        if problems:
+            joined = "; ".join(str(problem) for problem in problems)
+            raise Failed(
+                grpc.StatusCode.FAILED_PRECONDITION, f"StorageBackend {name} is invalid: {joined}"
+            )
         return model
 
     def DeleteVolume(
@@ -185,14 +196,40 @@ class Controller(csi_pb2_grpc.ControllerServicer):
                 self._kube.delete(BACKEND_VOLUMES, request.volume_id)
             except ApiError as error:
                 context.abort(grpc.StatusCode.UNAVAILABLE, f"deleting the record: {error}")
-        if self._kube.get(BACKEND_VOLUMES, request.volume_id) is not None:
-            node = volumes.record_spec(record).node or "its node"
+        remaining = self._released(request.volume_id)
+        if remaining is not None and not self._node_gone(remaining):
+            node = volumes.record_spec(remaining).node or "its node"
             context.abort(
                 grpc.StatusCode.UNAVAILABLE,
                 f"volume {request.volume_id}: waiting for the node plugin on {node} "
                 "to release its data",
             )
         return csi_pb2.DeleteVolumeResponse()
+
+    def _released(self, name: str) -> Json | None:
+        """Waits up to RELEASE_WAIT seconds for the node plugin to release the record (a
+        fraction of a second when it runs), so that DeleteVolume mostly answers at once;
+        the record if it is still there."""
+        deadline = time.monotonic() + RELEASE_WAIT
+        while (record := self._kube.get(BACKEND_VOLUMES, name)) is not None:
+            if time.monotonic() >= deadline:
+                return record
+            time.sleep(RELEASE_POLL)
+        return None
+
+    def _node_gone(self, record: Json) -> bool:
+        """Lets a record go whose node no longer exists: its data went with the node, and
+        no plugin will ever release it. False while the node exists."""
+        node = volumes.record_spec(record).node
+        if node is None or self._kube.get(NODES, node) is not None:
+            return False
+        name = record["metadata"]["name"]
+        try:
+            self._kube.merge_patch(BACKEND_VOLUMES, name, volumes.releasing_done(record))
+        except ConflictError:
+            return False  # changed meanwhile: the next call looks again
+        log.warning("volume %s: node %s is gone, and its data with it", name, node)
+        return True
 
     def ValidateVolumeCapabilities(
         self, request: csi_pb2.ValidateVolumeCapabilitiesRequest, context: grpc.ServicerContext

@@ -1,8 +1,8 @@
 """The node plugin's half of DeleteVolume: it deletes or archives the data of this node's
 volumes whose BackendVolume records are being deleted, then lets the records go.
 
-The record's finalizer `stowage.io/node-data` holds it until then; the backend's
-provisioning.onDelete, as it is when the volume is released, says what becomes of the data.
+The record's finalizer `stowage.io/node-data` holds it until then; the backend's driver, with
+provisioning.onDelete as it is when the volume is released, says what becomes of the data.
 A backend that is gone leaves the data in place (nothing says what to do with it), and so does
 a directory that is gone already.
 """
@@ -18,10 +18,12 @@ from typing import Any
 
 from stowage.agent.claim_data import archive_directory_below, remove_directory_below
 from stowage.api.backend import OnDelete
-from stowage.api.volume import NODE_DATA_FINALIZER
-from stowage.backends import parse_backend
+from stowage.api.volume import NODE_DATA_FINALIZER, BackendVolumeSpec
+from stowage.backends import backend_ref, parse_backend
 from stowage.csi.node import on_host
-from stowage.csi.volumes import record_spec
+from stowage.csi.volumes import NODE_LABEL, node_label, record_spec, releasing_done
+from stowage.drivers import driver_for
+from stowage.drivers.base import DataLocation, ProvisionedVolume, ReleasePlan
 from stowage.drivers.naming import archive_name
 from stowage.kube import ApiError, ConflictError, Json, Kube
 from stowage.kube.resources import BACKEND_VOLUMES, STORAGE_BACKENDS
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def node_selector(node: str) -> str:
-    return f"stowage.io/node={node}"
+    return f"{NODE_LABEL}={node_label(node)}"
 
 
 def is_releasing(record: Mapping[str, Any]) -> bool:
@@ -49,39 +51,36 @@ class NodeData:
         self._host_root = host_root
         self._watch_seconds = watch_seconds
 
-    def on_delete(self, backend: str) -> OnDelete:
-        body = self._kube.get(STORAGE_BACKENDS, backend)
+    def release_plan(self, name: str, spec: BackendVolumeSpec) -> ReleasePlan:
+        """What the backend's driver says becomes of the data now (the backend's onDelete, or
+        Delete for an ephemeral type); Retain when the backend is gone or invalid."""
+        location = DataLocation(path=spec.path, node=spec.node)
+        body = self._kube.get(STORAGE_BACKENDS, spec.backend)
         model = parse_backend(body) if body is not None else None
         if model is None or isinstance(model, str):
-            return OnDelete.RETAIN
-        return model.spec.provisioning.on_delete
+            return ReleasePlan(action=OnDelete.RETAIN, location=location)
+        volume = ProvisionedVolume(name=name, capacity_bytes=spec.capacity_bytes, location=location)
+        driver = driver_for(model.spec.storage_type)
+        return driver.release(backend_ref(spec.backend, model), volume)
 
     def release(self, record: Json) -> None:
-        """Carries out the backend's onDelete on the volume's directory, then removes the
-        finalizer (only this one, and only from the version read)."""
+        """Carries out the release plan on the volume's directory, then removes the finalizer
+        (only this one, and only from the version read)."""
         name = record["metadata"]["name"]
         spec = record_spec(record)
-        action = self.on_delete(spec.backend)
+        plan = self.release_plan(name, spec)
         root, path = on_host(self._host_root, spec.root), on_host(self._host_root, spec.path)
-        if action is OnDelete.DELETE:
+        if plan.action is OnDelete.DELETE:
             done = remove_directory_below(root, path)
-        elif action is OnDelete.ARCHIVE:
-            done = archive_directory_below(root, path, archive_name(posixpath.basename(path)))
+        elif plan.action is OnDelete.ARCHIVE:
+            done = archive_directory_below(
+                root, path, plan.archive_name or archive_name(posixpath.basename(path))
+            )
         else:
             done = False
         outcome = "done" if done else "nothing there"
-        log.info("volume %s released (%s: %s)", name, action.value, outcome)
-        finalizers = [f for f in record["metadata"]["finalizers"] if f != NODE_DATA_FINALIZER]
-        self._kube.merge_patch(
-            BACKEND_VOLUMES,
-            name,
-            {
-                "metadata": {
-                    "finalizers": finalizers or None,
-                    "resourceVersion": record["metadata"]["resourceVersion"],
-                }
-            },
-        )
+        log.info("volume %s released (%s: %s)", name, plan.action.value, outcome)
+        self._kube.merge_patch(BACKEND_VOLUMES, name, releasing_done(record))
 
     def release_due(self, record: Json) -> None:
         if not is_releasing(record):

@@ -31,6 +31,10 @@ TOPOLOGY_KEY = CSI_TOPOLOGY_KEY
 CLAIM_NAME_PARAMETER = "csi.storage.k8s.io/pvc/name"
 CLAIM_NAMESPACE_PARAMETER = "csi.storage.k8s.io/pvc/namespace"
 
+# The labels of a record: its backend, and the node that holds its data (node_label).
+BACKEND_LABEL = "stowage.io/backend"
+NODE_LABEL = "stowage.io/node"
+
 VOLUME_ID_MAX_BYTES = 128
 _PROVISIONER_NAME = re.compile(
     r"^pvc-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
@@ -67,6 +71,18 @@ def volume_id(name: str) -> str:
     readable = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     readable = readable[: VOLUME_ID_MAX_BYTES - _DIGEST_LENGTH - 1].rstrip("-")
     return f"{readable}-{digest}" if readable else digest
+
+
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+LABEL_VALUE_MAX_LENGTH = 63
+
+
+def node_label(node: str) -> str:
+    """The value of a record's label `stowage.io/node`: the node's name, or a digest of a name
+    too long for a label value (node names may have 253 characters)."""
+    if len(node) <= LABEL_VALUE_MAX_LENGTH and _LABEL_VALUE.match(node):
+        return node
+    return "node-" + hashlib.sha256(node.encode()).hexdigest()[:40]
 
 
 def claim_uid(name: str) -> str:
@@ -148,10 +164,10 @@ def backend_volume(
     claim: ClaimRequest,
     mode: str,
     owner: DirectoryOwner,
-    release_on_node: bool,
 ) -> Json:
-    """The BackendVolume record of a new volume; with `release_on_node`, the finalizer that
-    keeps it until its node has deleted or archived the data."""
+    """The BackendVolume record of a new volume. A node-local volume's record carries the
+    finalizer that keeps it until its node has released the data, as the backend says when
+    the volume is released (so an onDelete changed meanwhile counts)."""
     spec = BackendVolumeSpec(
         backend=backend,
         storage_type=storage_type,
@@ -166,16 +182,26 @@ def backend_volume(
         claim_namespace=claim.namespace or None,
         claim_name=claim.name or None,
     )
-    metadata: dict[str, Any] = {"name": name, "labels": {"stowage.io/backend": backend}}
+    metadata: dict[str, Any] = {"name": name, "labels": {BACKEND_LABEL: backend}}
     if plan.location.node:
-        metadata["labels"]["stowage.io/node"] = plan.location.node
-    if release_on_node:
+        metadata["labels"][NODE_LABEL] = node_label(plan.location.node)
+    if plan.location.node:
         metadata["finalizers"] = [NODE_DATA_FINALIZER]
     return {
         "apiVersion": API_VERSION,
         "kind": BackendVolume.resource.kind,
         "metadata": metadata,
         "spec": spec.to_manifest(),
+    }
+
+
+def releasing_done(record: Mapping[str, Any]) -> Json:
+    """The merge patch that lets the record go: its other finalizers only, and only for the
+    version read (a conflict means it changed meanwhile)."""
+    metadata = record["metadata"]
+    kept = [name for name in metadata.get("finalizers") or () if name != NODE_DATA_FINALIZER]
+    return {
+        "metadata": {"finalizers": kept or None, "resourceVersion": metadata["resourceVersion"]}
     }
 
 

@@ -107,7 +107,8 @@ class BaseDriver(Generic[SpecT]):
                 Problem(
                     "provisioning.csi",
                     f"stowage's CSI driver does not serve {self.storage_type} volumes of this "
-                    "spec yet (hostPath without enforceQuota so far); set it to false",
+                    "spec yet (hostPath without enforceQuota and emptyDir without medium "
+                    "Memory so far); set it to false",
                 )
             )
         if backend.spec.storage_class.allow_volume_expansion and not self.expandable:
@@ -197,6 +198,8 @@ class BaseDriver(Generic[SpecT]):
         return []
 
     def node_role(self, backend: BackendRef) -> NodeRole:
+        if backend.spec.provisioning.csi and self.csi_directory_root(backend) is not None:
+            return NodeRole.NONE  # the CSI node plugin makes and releases the volumes
         return NodeRole.NODE_WORK if self.prepares_on_node(backend) else self.role
 
     def mount_sources(self, backend: BackendRef) -> dict[str, str]:

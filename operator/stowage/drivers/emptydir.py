@@ -3,7 +3,8 @@
 The helper on the chosen node makes the claim's directory under emptyDir.basePath, or for
 medium Memory mounts a tmpfs of the claim's size under /var/lib/stowage/volumes/<backend> (the
 Bidirectional mount through which the node, and so the kubelet, sees it). It wipes the volume
-when it is released, whatever provisioning.onDelete says.
+when it is released, whatever provisioning.onDelete says. With provisioning.csi (medium ""
+only) the CSI node plugin makes the directory on first publish and wipes it on release.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class EmptyDirDriver(NodeDirectoryDriver[EmptyDirSpec]):
         if self.in_memory(backend):
             return NodeVolume(claim_volumes_root(backend), path, tmpfs_bytes=volume.capacity_bytes)
         return NodeVolume(self.root_directory(backend)[1], path)
+
+    def csi_directory_root(self, backend: BackendRef) -> str | None:
+        # A tmpfs is mounted before the volume is handed out: not through CSI yet.
+        return None if self.in_memory(backend) else self.root_directory(backend)[1]
 
     def host_directories(self, backend: BackendRef) -> tuple[str, ...]:
         return () if self.in_memory(backend) else super().host_directories(backend)
