@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import grpc
 
@@ -51,16 +51,9 @@ class Failed(Exception):  # noqa: N818 - raised as "raise Failed(code, why)"
         self.code = code
 
 
-def aborting(context: grpc.ServicerContext, error: Failed) -> None:
-    context.abort(error.code, str(error))
-
-
 class Controller(csi_pb2_grpc.ControllerServicer):
-    """`nodes` lists the cluster's nodes, for a volume whose node the CO left to the driver."""
-
-    def __init__(self, kube: Kube, nodes: Callable[[], Sequence[Json]] | None = None) -> None:
+    def __init__(self, kube: Kube) -> None:
         self._kube = kube
-        self._nodes = nodes or (lambda: kube.list(NODES))
 
     # Not offered (no capability names them): the generated servicer's UNIMPLEMENTED.
     ControllerPublishVolume = csi_pb2_grpc.ControllerServicer.ControllerPublishVolume
@@ -98,7 +91,7 @@ class Controller(csi_pb2_grpc.ControllerServicer):
         except volumes.BadRequest as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         except Failed as error:
-            aborting(context, error)
+            context.abort(error.code, str(error))
         raise AssertionError("abort raises")
 
     def _create(self, request: csi_pb2.CreateVolumeRequest) -> csi_pb2.Volume:
@@ -152,7 +145,7 @@ class Controller(csi_pb2_grpc.ControllerServicer):
         """The scheduler's node alone when it chose one (WaitForFirstConsumer, or the CO's
         preferred topology), else every node."""
         if selected is None:
-            return self._nodes()
+            return self._kube.list(NODES)
         node = self._kube.get(NODES, selected)
         return [node] if node is not None else []
 

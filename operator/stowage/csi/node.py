@@ -17,8 +17,8 @@ from pathlib import Path
 
 import grpc
 
+from stowage.agent import mounting
 from stowage.agent.claim_data import NewDirectory, make_directory_below
-from stowage.agent.mounting import is_mount_point
 from stowage.csi.proto import csi_pb2, csi_pb2_grpc
 from stowage.csi.server import require
 from stowage.csi.volumes import TOPOLOGY_KEY
@@ -41,14 +41,9 @@ class MountError(Exception):
 
 
 def run_mount(arguments: Sequence[str]) -> None:
-    try:
-        result = subprocess.run(
-            ["mount", *arguments], capture_output=True, text=True, timeout=MOUNT_TIMEOUT
-        )
-    except subprocess.TimeoutExpired as error:
-        raise MountError(f"mount {' '.join(arguments)}: timed out") from error
-    if result.returncode != 0:
-        raise MountError(f"mount {' '.join(arguments)}: {result.stderr.strip()}")
+    outcome = mounting.run_mount(["mount", *arguments], MOUNT_TIMEOUT)
+    if outcome != "mounted":
+        raise MountError(f"mount {' '.join(arguments)}: {outcome}")
 
 
 def bind(source: str, target: str, *, read_only: bool) -> None:
@@ -60,7 +55,7 @@ def bind(source: str, target: str, *, read_only: bool) -> None:
 
 def unmount(target: str) -> None:
     result = subprocess.run(["umount", target], capture_output=True, text=True, check=False)
-    if result.returncode != 0 and is_mount_point(target):
+    if result.returncode != 0 and mounting.is_mount_point(target):
         raise MountError(f"umount {target}: {result.stderr.strip()}")
 
 
@@ -192,7 +187,7 @@ class Node(csi_pb2_grpc.NodeServicer):
             )
         target = request.target_path
         try:
-            if is_mount_point(target):
+            if mounting.is_mount_point(target):
                 return csi_pb2.NodePublishVolumeResponse()
             root, path = on_host(self._host_root, root), on_host(self._host_root, path)
             os.makedirs(root, ROOT_MODE, exist_ok=True)
@@ -219,7 +214,7 @@ class Node(csi_pb2_grpc.NodeServicer):
         )
         target = request.target_path
         try:
-            while is_mount_point(target):
+            while mounting.is_mount_point(target):
                 unmount(target)
             if os.path.isdir(target):
                 os.rmdir(target)

@@ -10,7 +10,6 @@ a directory that is gone already.
 from __future__ import annotations
 
 import logging
-import posixpath
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +23,6 @@ from stowage.csi.node import on_host
 from stowage.csi.volumes import NODE_LABEL, node_label, record_spec, releasing_done
 from stowage.drivers import driver_for
 from stowage.drivers.base import DataLocation, ProvisionedVolume, ReleasePlan
-from stowage.drivers.naming import archive_name
 from stowage.kube import ApiError, ConflictError, Json, Kube
 from stowage.kube.resources import BACKEND_VOLUMES, STORAGE_BACKENDS
 
@@ -73,9 +71,9 @@ class NodeData:
         if plan.action is OnDelete.DELETE:
             done = remove_directory_below(root, path)
         elif plan.action is OnDelete.ARCHIVE:
-            done = archive_directory_below(
-                root, path, plan.archive_name or archive_name(posixpath.basename(path))
-            )
+            if plan.archive_name is None:
+                raise ValueError(f"the release plan of volume {name} names no archive")
+            done = archive_directory_below(root, path, plan.archive_name)
         else:
             done = False
         outcome = "done" if done else "nothing there"

@@ -102,7 +102,7 @@ class BaseDriver(Generic[SpecT]):
                     f"deleted on release; {on_delete} is not possible",
                 )
             )
-        if backend.spec.provisioning.csi and self.csi_directory_root(backend) is None:
+        if backend.spec.provisioning.csi and not self.served_by_csi(backend):
             problems.append(
                 Problem(
                     "provisioning.csi",
@@ -198,7 +198,7 @@ class BaseDriver(Generic[SpecT]):
         return []
 
     def node_role(self, backend: BackendRef) -> NodeRole:
-        if backend.spec.provisioning.csi and self.csi_directory_root(backend) is not None:
+        if self.served_by_csi(backend):
             return NodeRole.NONE  # the CSI node plugin makes and releases the volumes
         return NodeRole.NODE_WORK if self.prepares_on_node(backend) else self.role
 
@@ -225,6 +225,10 @@ class BaseDriver(Generic[SpecT]):
 
     def csi_directory_root(self, backend: BackendRef) -> str | None:
         return None
+
+    def served_by_csi(self, backend: BackendRef) -> bool:
+        """The backend asks for the CSI driver, and the driver has a path for its volumes."""
+        return backend.spec.provisioning.csi and self.csi_directory_root(backend) is not None
 
     def persistent_volume_source(self, backend: BackendRef, plan: VolumePlan) -> dict[str, Any]:
         raise NotImplementedError
