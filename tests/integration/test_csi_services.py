@@ -309,21 +309,59 @@ def test_a_volume_is_recorded_published_with_its_data_and_released_as_the_backen
     assert deleted(controller, volume.volume_id)  # deleted already: still OK
 
 
+def written_volume(services: tuple[Any, Any], backend: str, text: str, target: Path) -> Any:
+    """A new volume of `backend` whose file `data` holds `text`, written through a publish."""
+    controller, node = services
+    volume = create(controller, unique("written"), backend, 1 << 20)
+    publish(node, volume, target)
+    (target / "data").write_text(text)
+    unpublish(node, volume, target)
+    return volume
+
+
 def test_a_retained_volume_keeps_its_data(
     api: Api, services: tuple[Any, Any], backend: Callable[..., tuple[str, Path]], tmp_path: Path
 ) -> None:
-    controller, node = services
+    controller, _ = services
     name, root = backend("Retain")
-    volume = create(controller, unique("retained"), name, 1 << 20)
-    target = tmp_path / "mount"
-    publish(node, volume, target)
-    (target / "data").write_text("retained\n")
-    unpublish(node, volume, target)
+    volume = written_volume(services, name, "retained\n", tmp_path / "mount")
     started = time.monotonic()
     wait_for(lambda: deleted(controller, volume.volume_id), what="DeleteVolume to succeed")
     print(f"DeleteVolume of a Retain volume: {time.monotonic() - started:.2f} s")
     assert api.kube.get(BACKEND_VOLUMES, volume.volume_id) is None
     assert [path.read_text() for path in root.glob("*/data")] == ["retained\n"]
+
+
+def test_a_release_that_fails_is_an_event_and_goes_through_once_the_cause_is_removed(
+    api: Api, services: tuple[Any, Any], backend: Callable[..., tuple[str, Path]], tmp_path: Path
+) -> None:
+    controller, _ = services
+    name, root = backend("Archive")
+    volume = written_volume(services, name, "new\n", tmp_path / "mount")
+    (directory,) = root.iterdir()
+    # An archive of the same name is in the way; it is never overwritten.
+    in_the_way = root / f"archived-{directory.name}"
+    in_the_way.mkdir()
+    (in_the_way / "data").write_text("old\n")
+
+    assert not deleted(controller, volume.volume_id)
+    assert api.kube.get(BACKEND_VOLUMES, volume.volume_id) is not None
+    assert (directory / "data").read_text() == "new\n"
+    assert (in_the_way / "data").read_text() == "old\n"
+    (event,) = wait_for(
+        lambda: api.events("BackendVolume", volume.volume_id, "default"),
+        what="the ReleaseFailed Event",
+    )
+    assert event["type"] == "Warning" and event["reason"] == "ReleaseFailed", event
+    assert in_the_way.name in event["message"], event["message"]
+
+    # The administrator moves the old archive away: the release is tried again by itself
+    # (well before the node plugin's watch of 300 s starts over).
+    in_the_way.rename(root / "moved-away")
+    wait_for(lambda: deleted(controller, volume.volume_id), what="DeleteVolume to succeed")
+    assert (in_the_way / "data").read_text() == "new\n"
+    assert (root / "moved-away" / "data").read_text() == "old\n"
+    assert len(api.events("BackendVolume", volume.volume_id, "default")) == 1
 
 
 def test_the_volume_of_a_node_that_is_gone_is_deleted_with_it(

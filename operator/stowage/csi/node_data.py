@@ -4,14 +4,18 @@ volumes whose BackendVolume records are being deleted, then lets the records go.
 The record's finalizer `stowage.io/node-data` holds it until then; the backend's driver, with
 provisioning.onDelete as it is when the volume is released, says what becomes of the data.
 A backend that is gone leaves the data in place (nothing says what to do with it), and so does
-a directory that is gone already.
+a directory that is gone already. A release that fails (an archive of that name in the way, a
+directory still busy) is a Warning Event `ReleaseFailed` on the record, and is tried again
+with a growing pause until it succeeds or the record is gone.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +28,13 @@ from stowage.csi.volumes import NODE_LABEL, node_label, record_spec, releasing_d
 from stowage.drivers import driver_for
 from stowage.drivers.base import DataLocation, ProvisionedVolume, ReleasePlan
 from stowage.kube import ApiError, ConflictError, Json, Kube
+from stowage.kube.events import post_event
 from stowage.kube.resources import BACKEND_VOLUMES, STORAGE_BACKENDS
 
 log = logging.getLogger(__name__)
+
+FIRST_RETRY_SECONDS = 2.0
+LAST_RETRY_SECONDS = 30.0
 
 
 def node_selector(node: str) -> str:
@@ -48,6 +56,8 @@ class NodeData:
         self._node = node
         self._host_root = host_root
         self._watch_seconds = watch_seconds
+        self._releasing = threading.Lock()  # the watch and the retries release one at a time
+        self._failed: dict[str, Failure] = {}
 
     def release_plan(self, name: str, spec: BackendVolumeSpec) -> ReleasePlan:
         """What the backend's driver says becomes of the data now (the backend's onDelete, or
@@ -83,16 +93,49 @@ class NodeData:
     def release_due(self, record: Json) -> None:
         if not is_releasing(record):
             return
-        try:
-            self.release(record)
-        except ConflictError:
-            pass  # changed meanwhile: its next watch event brings the new version
-        except (OSError, ValueError, ApiError) as error:
-            log.warning("volume %s not released yet: %s", record["metadata"]["name"], error)
+        name = record["metadata"]["name"]
+        with self._releasing:
+            try:
+                self.release(record)
+            except ConflictError:
+                pass  # changed meanwhile: its next watch event brings the new version
+            except (OSError, ValueError, ApiError) as error:
+                self._release_failed(record, str(error))
+                return
+            self._failed.pop(name, None)
+
+    def _release_failed(self, record: Json, message: str) -> None:
+        name = record["metadata"]["name"]
+        before = self._failed.get(name)
+        log.warning("volume %s not released yet: %s", name, message)
+        if before is None or before.message != message:
+            post_event(self._kube, record, warning=True, reason="ReleaseFailed", message=message)
+        self._failed[name] = Failure.after(before, message)
+
+    def retry_failed(self) -> None:
+        """Tries again the releases that failed and whose pause is over; forgets the records
+        that are gone."""
+        now = time.monotonic()
+        with self._releasing:
+            due = [name for name, failure in self._failed.items() if failure.due <= now]
+        for name in due:
+            record = self._kube.get(BACKEND_VOLUMES, name)
+            if record is None or not is_releasing(record):
+                self._failed.pop(name, None)
+            else:
+                self.release_due(record)
+
+    def _retry_until(self, stop: threading.Event) -> None:
+        while not stop.wait(FIRST_RETRY_SECONDS / 2):
+            try:
+                self.retry_failed()
+            except (ApiError, OSError) as error:
+                log.warning("retrying releases on node %s: %s", self._node, error)
 
     def run(self, stop: threading.Event) -> None:
         """Watches this node's records until `stop`; each watch begins with the records that
         exist, so one missed while the plugin was down is released when it is back."""
+        threading.Thread(target=self._retry_until, args=(stop,), daemon=True).start()
         while not stop.is_set():
             try:
                 for event in self._kube.watch(
@@ -107,3 +150,18 @@ class NodeData:
             except (ApiError, OSError) as error:
                 log.warning("watching volumes of node %s: %s", self._node, error)
                 stop.wait(2.0)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A release that failed: why, how many times in a row, and when to try again."""
+
+    message: str
+    attempts: int
+    due: float
+
+    @classmethod
+    def after(cls, before: Failure | None, message: str) -> Failure:
+        attempts = 1 if before is None else before.attempts + 1
+        pause = min(FIRST_RETRY_SECONDS * 2 ** (attempts - 1), LAST_RETRY_SECONDS)
+        return cls(message=message, attempts=attempts, due=time.monotonic() + pause)
