@@ -180,6 +180,31 @@ def test_a_planted_symlink_does_not_lead_the_agent_out(tmp_path: Path) -> None:
     assert list(outside.iterdir()) == []
 
 
+MOUNTINFO = """\
+22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda rw
+95 22 0:50 / /var/lib/stowage/mounts/files rw shared:40 - nfs4 10.0.0.5:/export rw,vers=4.1
+96 95 0:50 / /var/lib/stowage/mounts/files rw shared:41 - nfs4 10.0.0.6:/export rw,vers=4.1
+97 22 0:21 /data/my\\040claim /pods/with\\040space/mount rw master:1 shared:42 - ext4 /dev/vda rw
+"""
+
+
+def test_the_mount_table_names_each_mount_s_source_root_and_point_with_spaces_unescaped() -> None:
+    entries = mounting.mount_entries(MOUNTINFO)
+    assert [(e.device, e.root, e.mount_point, e.source) for e in entries] == [
+        ("0:21", "/", "/", "/dev/vda"),
+        ("0:50", "/", "/var/lib/stowage/mounts/files", "10.0.0.5:/export"),
+        ("0:50", "/", "/var/lib/stowage/mounts/files", "10.0.0.6:/export"),
+        ("0:21", "/data/my claim", "/pods/with space/mount", "/dev/vda"),
+    ]
+
+
+def test_this_process_s_root_is_a_mount_point_and_a_plain_directory_is_not(
+    tmp_path: Path,
+) -> None:
+    assert mounting.is_mount_point("/")
+    assert not mounting.is_mount_point(str(tmp_path / "plain"))
+
+
 def test_fuse_clients_are_found_by_their_mount_point_argument(tmp_path: Path) -> None:
     def process(pid: int, *arguments: str) -> None:
         (tmp_path / str(pid)).mkdir()

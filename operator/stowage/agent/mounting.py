@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import socket
 import subprocess
 import time
@@ -168,15 +169,46 @@ def run_mount(
     return "mounted"
 
 
-def mount_source(path: str) -> str | None:
-    """The source mounted at `path` (`host:/volume`, `//host/share`), read from mountinfo
-    without touching the file system behind it; None when nothing is mounted there."""
-    found = None
+def unescaped(field: str) -> str:
+    """A mountinfo path field: spaces, tabs, newlines and backslashes are octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match[1], 8)), field)
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    """A line of /proc/self/mountinfo."""
+
+    device: str  # major:minor
+    root: str  # the directory of the file system mounted here
+    mount_point: str
+    source: str  # `host:/volume`, `//host/share`, a device
+
+
+def mount_entries(mountinfo: str) -> list[MountEntry]:
+    entries = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if "-" not in fields[5:]:
+            continue
+        source = fields[fields.index("-", 5) + 2]
+        entries.append(
+            MountEntry(fields[2], unescaped(fields[3]), unescaped(fields[4]), unescaped(source))
+        )
+    return entries
+
+
+def mount_table() -> list[MountEntry]:
+    """This process's mounts, read without touching the file systems behind them."""
     with open("/proc/self/mountinfo") as mountinfo:
-        for line in mountinfo:
-            fields = line.split()
-            if fields[4] == path:
-                found = fields[fields.index("-") + 2]  # the last mount on top wins
+        return mount_entries(mountinfo.read())
+
+
+def mount_source(path: str) -> str | None:
+    """The source mounted at `path`; None when nothing is mounted there."""
+    found = None
+    for entry in mount_table():
+        if entry.mount_point == path:
+            found = entry.source  # the last mount on top wins
     return found
 
 

@@ -9,10 +9,8 @@ CO or the backend says so. Unpublish unmounts and removes the target. Both are i
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -59,28 +57,7 @@ def unmount(target: str) -> None:
         raise MountError(f"umount {target}: {result.stderr.strip()}")
 
 
-def unescaped(field: str) -> str:
-    """A mountinfo path field: spaces, tabs, newlines and backslashes are octal escapes."""
-    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match[1], 8)), field)
-
-
-@dataclass(frozen=True)
-class MountEntry:
-    device: str  # major:minor
-    root: str  # the directory of the file system mounted here
-    mount_point: str
-
-
-def mount_entries(mountinfo: str) -> list[MountEntry]:
-    entries = []
-    for line in mountinfo.splitlines():
-        fields = line.split()
-        if len(fields) >= 5:
-            entries.append(MountEntry(fields[2], unescaped(fields[3]), unescaped(fields[4])))
-    return entries
-
-
-def bind_targets(path: str, entries: Sequence[MountEntry]) -> list[str]:
+def bind_targets(path: str, entries: Sequence[mounting.MountEntry]) -> list[str]:
     """Where the directory `path` is mounted (bind mounts of it), from the mount table."""
     device = os.stat(path).st_dev
     number = f"{os.major(device)}:{os.minor(device)}"
@@ -98,9 +75,7 @@ def bind_targets(path: str, entries: Sequence[MountEntry]) -> list[str]:
 
 
 def published_elsewhere(path: str, target: str) -> list[str]:
-    with open("/proc/self/mountinfo") as mountinfo:
-        entries = mount_entries(mountinfo.read())
-    return [other for other in bind_targets(path, entries) if other != target]
+    return [other for other in bind_targets(path, mounting.mount_table()) if other != target]
 
 
 def new_directory(context: dict[str, str]) -> NewDirectory:
