@@ -23,6 +23,7 @@ from stowage.agent.claim_data import archive_directory_below, remove_directory_b
 from stowage.api.backend import OnDelete
 from stowage.api.volume import NODE_DATA_FINALIZER, BackendVolumeSpec
 from stowage.backends import backend_ref, parse_backend
+from stowage.backoff import doubling_pause
 from stowage.csi.node import on_host
 from stowage.csi.volumes import NODE_LABEL, node_label, record_spec, releasing_done
 from stowage.drivers import driver_for
@@ -120,10 +121,11 @@ class NodeData:
             due = [name for name, failure in self._failed.items() if failure.due <= now]
         for name in due:
             record = self._kube.get(BACKEND_VOLUMES, name)
-            if record is None or not is_releasing(record):
-                self._failed.pop(name, None)
-            else:
+            if record is not None and is_releasing(record):
                 self.release_due(record)
+            else:
+                with self._releasing:
+                    self._failed.pop(name, None)
 
     def _retry_until(self, stop: threading.Event) -> None:
         while not stop.wait(FIRST_RETRY_SECONDS / 2):
@@ -163,5 +165,5 @@ class Failure:
     @classmethod
     def after(cls, before: Failure | None, message: str) -> Failure:
         attempts = 1 if before is None else before.attempts + 1
-        pause = min(FIRST_RETRY_SECONDS * 2 ** (attempts - 1), LAST_RETRY_SECONDS)
+        pause = doubling_pause(FIRST_RETRY_SECONDS, attempts, LAST_RETRY_SECONDS)
         return cls(message=message, attempts=attempts, due=time.monotonic() + pause)

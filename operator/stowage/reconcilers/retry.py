@@ -15,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from stowage.backoff import doubling_pause
+
 logger = logging.getLogger(__name__)
 
 
@@ -56,7 +58,7 @@ class Retrier:
         else:
             failures = self._failures.get(key, 0) + 1
             self._failures[key] = failures
-            delay = min(self._max_delay, verdict.base_delay * 2 ** (failures - 1))
+            delay = doubling_pause(verdict.base_delay, failures, self._max_delay)
             self._waiting[key] = _Waiting(attempt, time.monotonic() + delay)
         return verdict
 
