@@ -193,8 +193,8 @@ def install(
 
 
 def cluster_values() -> dict[str, Any]:
-    """Chart values the cluster needs: the local provider's kubelet has its own root directory
-    (its VM nodes keep /var/lib/kubelet, but the node plugin does not tolerate their taint)."""
+    """Chart values the cluster needs: the local provider's kubelets (this machine's and the VM
+    nodes') have their own root directory."""
     if provider() != "local":
         return {}
     return {"csi": {"kubeletDir": str(settings().state_dir / "kubelet")}}

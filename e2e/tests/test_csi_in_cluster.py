@@ -5,7 +5,8 @@ provisioning.csi.
 
 A claim becomes a CSI PersistentVolume (no `hostPath` PV), a pod writes through the kubelet's
 NodePublishVolume into the backend's directory on the node, and deleting the claim releases
-the data as onDelete says, through the BackendVolume record and the node plugin."""
+the data as onDelete says, through the BackendVolume record and the node plugin. The same
+on a VM node, whose kubelet has the same root directory, so one DaemonSet serves both."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from stowage_e2e.cluster import settings
 from stowage_e2e.helpers import finished_log, release_claim
 from stowage_e2e.install import Images
 from stowage_e2e.kube import Kube
+from stowage_e2e.node_shell import NodeShell, output
+from stowage_e2e.vm_nodes import VmNode
 
 pytestmark = pytest.mark.e2e
 
@@ -91,3 +94,56 @@ def test_a_claim_of_a_csi_backend_is_a_csi_volume_on_its_node_and_delete_release
     release_claim(kube, namespace)
     kube.text("wait", "--for=delete", f"backendvolume/{handle}", "--timeout=60s")
     assert not directory.exists()
+
+
+def test_the_node_plugin_on_a_vm_node_makes_publishes_and_releases_a_volume_there(
+    kube: Kube,
+    namespace: str,
+    host_directory: Path,
+    backend_factory: Callable[..., str],
+    vm_node: VmNode,
+    node_shell_of: Callable[[VmNode], NodeShell],
+) -> None:
+    """The node plugin runs on every node, the tainted VM nodes too: a pod placed there gets
+    its volume made, published and released by the plugin on that node, with Debian's kernel
+    doing the bind mount, and nothing of it lands on this machine."""
+    kube.wait_for(
+        "csinode",
+        vm_node.name,
+        None,
+        lambda csi_node: topology_keys(csi_node) == [TOPOLOGY_KEY],
+        timeout=180,
+        what=f"the kubelet of {vm_node.name} registering {DRIVER}",
+    )
+    name = backend_factory(
+        "csi-vm-hostpath",
+        {
+            "hostPath": {
+                "path": str(host_directory),
+                "nodes": [settings().node_name, vm_node.name],
+            },
+            "provisioning": {"csi": True},
+        },
+    )
+    scenario.wait_ready(kube, name)
+    kube.apply(scenario.claim("data", name, "16Mi"), namespace)
+    writer = scenario.writer_pod("writer", "data", settings().base_image, "on the vm")
+    kube.apply(vm_node.place(writer), namespace)
+    assert finished_log(kube, namespace, "writer", timeout=300) == "on the vm\n"
+
+    volume = scenario.bound_volume(kube, "data", namespace)
+    assert volume["spec"]["csi"]["driver"] == DRIVER
+    terms = volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+    assert terms == [
+        {"matchExpressions": [{"key": TOPOLOGY_KEY, "operator": "In", "values": [vm_node.name]}]}
+    ]
+    handle = volume["spec"]["csi"]["volumeHandle"]
+    directory = kube.get("backendvolume", handle)["spec"]["path"]
+    shell = node_shell_of(vm_node)
+    assert output(shell, "cat", f"{directory}/hello.txt") == "on the vm\n"
+    assert not Path(directory).exists()  # not on this machine
+
+    release_claim(kube, namespace)
+    kube.text("wait", "--for=delete", f"backendvolume/{handle}", "--timeout=90s")
+    assert shell.run("test", "-e", directory).returncode == 1  # removed on the VM
+    assert shell.run("test", "-d", str(host_directory)).returncode == 0

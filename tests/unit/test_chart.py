@@ -185,6 +185,8 @@ def test_the_csi_driver_has_its_controller_beside_the_operator_and_a_node_plugin
         "mountPropagation": "Bidirectional",
     } in container["volumeMounts"]
     assert node_plugin["spec"]["template"]["spec"]["serviceAccountName"] == f"{RELEASE}-helper"
+    # on every node, tainted or not: a pod there that tolerates the taint may use a volume
+    assert node_plugin["spec"]["template"]["spec"]["tolerations"] == [{"operator": "Exists"}]
 
 
 def test_without_the_csi_driver_the_operator_runs_alone() -> None:

@@ -24,13 +24,14 @@
 # The config disk contract (CONFIG_DIR, copied onto /dev/vdb, mounted read-only at
 # /etc/stowage/node in the VM: paths in the files below refer to that folder):
 #   node.env               required, sourced by the init: NODE_NAME NODE_IP PREFIX_LEN
-#                          GATEWAY DNS_IP POD_CIDR (and, for the caller's own use,
-#                          CLUSTER_CIDR SERVICE_CIDR API_SERVER ...). eth0 gets
+#                          GATEWAY DNS_IP POD_CIDR, optionally KUBELET_DIR (and, for the
+#                          caller's own use, CLUSTER_CIDR SERVICE_CIDR API_SERVER ...). eth0 gets
 #                          NODE_IP/PREFIX_LEN, the default route goes via GATEWAY,
 #                          /etc/resolv.conf has DNS_IP only.
-#   kubelet.yaml           present: the kubelet starts, with --root-dir /var/lib/kubelet
-#                          --cert-dir /var/lib/kubelet/pki --hostname-override NODE_NAME
-#                          --node-ip NODE_IP (containerd: unix:///run/containerd/containerd.sock)
+#   kubelet.yaml           present: the kubelet starts, with --root-dir KUBELET_DIR (by
+#                          default /var/lib/kubelet) --cert-dir KUBELET_DIR/pki
+#                          --hostname-override NODE_NAME --node-ip NODE_IP
+#                          (containerd: unix:///run/containerd/containerd.sock)
 #   kubelet.kubeconfig     present: the kubelet joins the cluster with it (--kubeconfig);
 #                          absent: a standalone kubelet (static pods only)
 #   kube-proxy.yaml        present: kube-proxy starts (its kubeconfig is the file it names)

@@ -2,7 +2,8 @@
 # VM worker nodes of the local cluster: the VMs of vm.sh, joined to its control plane.
 # Sourced by local.sh. Each VM node gets its own kubelet certificates (Node authorizer), a tap
 # on the test-host bridge, a route to its pod network, and is tainted $VM_NODE_TAINT so that
-# only what needs its kernel or a second node runs there.
+# only what needs its kernel or a second node runs there. Its kubelet's root directory is the
+# same path as this machine's ($KUBELET_DIR), so that one node plugin DaemonSet serves all nodes.
 #
 #   start_vm_nodes    prepare and boot every VM (in the background: they join on their own)
 #   wait_vm_nodes     until every VM node is Ready
@@ -39,6 +40,7 @@ POD_CIDR=$(vm_pod_cidr "$index")
 CLUSTER_CIDR=$CLUSTER_CIDR
 SERVICE_CIDR=$SERVICE_CIDR
 API_SERVER=https://$NODE_IP:$API_PORT
+KUBELET_DIR=$KUBELET_DIR
 EOF
   cp "$PKI_DIR/ca.crt" "$dir/ca.crt"
   cp "$PKI_DIR/kubelet-serving-$name.crt" "$dir/kubelet-serving.crt"
