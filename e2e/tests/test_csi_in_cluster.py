@@ -10,12 +10,14 @@ on a VM node, whose kubelet has the same root directory, so one DaemonSet serves
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from stowage.agent.mounting import is_mount_point, mount_table
 from stowage.drivers.naming import claim_directory
 from stowage_e2e import scenario
 from stowage_e2e.cluster import settings
@@ -147,3 +149,40 @@ def test_the_node_plugin_on_a_vm_node_makes_publishes_and_releases_a_volume_ther
     kube.text("wait", "--for=delete", f"backendvolume/{handle}", "--timeout=90s")
     assert shell.run("test", "-e", directory).returncode == 1  # removed on the VM
     assert shell.run("test", "-d", str(host_directory)).returncode == 0
+
+
+def test_an_in_memory_csi_volume_is_a_tmpfs_of_the_node_kept_for_the_next_pod(
+    kube: Kube,
+    namespace: str,
+    backend_factory: Callable[..., str],
+    stowage_installed: Images,
+) -> None:
+    """emptyDir medium Memory through the driver: the node plugin mounts the volume's tmpfs
+    below /var/lib/stowage as the node's own mount (not its container's), so a second pod of
+    the claim reads what the first wrote; the release unmounts it."""
+    name = backend_factory(
+        "csi-memory", {"emptyDir": {"medium": "Memory"}, "provisioning": {"csi": True}}
+    )
+    scenario.wait_ready(kube, name)
+    kube.apply(scenario.claim("data", name, "8Mi"), namespace)
+    kube.apply(
+        scenario.writer_pod("writer", "data", stowage_installed.operator, "in memory"), namespace
+    )
+    assert finished_log(kube, namespace, "writer") == "in memory\n"
+    handle = scenario.bound_volume(kube, "data", namespace)["spec"]["csi"]["volumeHandle"]
+    directory = kube.get("backendvolume", handle)["spec"]["path"]
+    assert [e.source for e in mount_table() if e.mount_point == directory] == ["tmpfs"]
+    size = os.statvfs(directory)
+    assert size.f_blocks * size.f_frsize == 8 << 20
+
+    kube.delete("pod", "writer", namespace, wait=True)
+    reader = scenario.script_pod(
+        "reader", "data", stowage_installed.operator, "cat /data/hello.txt"
+    )
+    kube.apply(reader, namespace)
+    assert finished_log(kube, namespace, "reader") == "in memory\n"
+
+    release_claim(kube, namespace, pod="reader")
+    kube.text("wait", "--for=delete", f"backendvolume/{handle}", "--timeout=60s")
+    assert not is_mount_point(directory)
+    assert not Path(directory).exists()

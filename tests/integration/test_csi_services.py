@@ -8,6 +8,7 @@ plugin does."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections import Counter
@@ -21,10 +22,17 @@ import pytest
 import yaml
 from itkit import OPERATOR_COMMAND, Api, OperatorProcess, storage_backend, unique, wait_for
 
+from stowage.agent.mounting import is_mount_point, mount_table
 from stowage.csi import DRIVER_NAME
 from stowage.csi.proto import csi_pb2, csi_pb2_grpc
 from stowage.csi.volumes import CLAIM_NAME_PARAMETER, CLAIM_NAMESPACE_PARAMETER, TOPOLOGY_KEY
-from stowage.kube.resources import BACKEND_VOLUMES, CSI_DRIVERS, STORAGE_BACKENDS, STORAGE_CLASSES
+from stowage.kube.resources import (
+    BACKEND_VOLUMES,
+    CSI_DRIVERS,
+    NODES,
+    STORAGE_BACKENDS,
+    STORAGE_CLASSES,
+)
 from stowage_e2e.cluster import settings
 
 pytestmark = pytest.mark.integration
@@ -68,19 +76,24 @@ def plugin(api: Api, crds: list[str], tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def backend(api: Api, tmp_path: Path) -> Iterator[Callable[..., tuple[str, Path]]]:
     """`make(on_delete, storage_type="hostPath")`: a backend of a node-directory type with
-    that onDelete (a hostPath backend of this node alone); its name and root."""
+    that onDelete (a hostPath backend of this node alone; "memory": emptyDir medium Memory);
+    its name and root."""
     made: list[str] = []
 
     def make(on_delete: str, storage_type: str = "hostPath") -> tuple[str, Path]:
         name = unique(f"csi-{storage_type.lower()}")
         root = tmp_path / "root" / name
-        type_specs: dict[str, dict[str, Any]] = {
-            "hostPath": {"path": str(root), "nodes": [settings().node_name]},
-            "emptyDir": {"basePath": str(root)},
+        type_specs: dict[str, tuple[str, dict[str, Any]]] = {
+            "hostPath": ("hostPath", {"path": str(root), "nodes": [settings().node_name]}),
+            "emptyDir": ("emptyDir", {"basePath": str(root)}),
+            "memory": ("emptyDir", {"medium": "Memory"}),
         }
+        field, type_spec = type_specs[storage_type]
+        if storage_type == "memory":
+            root = Path("/var/lib/stowage/volumes") / name
         spec = {
-            storage_type: type_specs[storage_type],
-            "provisioning": {"onDelete": on_delete, "directoryMode": "0750"},
+            field: type_spec,
+            "provisioning": {"csi": True, "onDelete": on_delete, "directoryMode": "0750"},
         }
         api.kube.create(STORAGE_BACKENDS, storage_backend(name, spec))
         made.append(name)
@@ -144,7 +157,6 @@ JUSTIFIED_SKIPS = {
     "GetSnapshot not supported": "snapshots",
     "Snapshot not supported": "snapshots",
     "Volume Cloning not supported": "clones",
-    "GetCapacity not supported": "capacity",
     "NodeGetVolume not supported": "usage (NodeGetVolumeStats)",
     "ControllerGetVolumeHealth not supported": "health",
     "ControllerListVolumeHealth not supported": "health",
@@ -173,6 +185,7 @@ def test_csi_sanity_passes_on_a_hostpath_backend(
             f"--csi.mountdir={tmp_path / 'target'}",
             f"--csi.stagingdir={tmp_path / 'staging'}",
             f"--csi.testvolumeparameters={parameters}",
+            f"--csi.testvolumesize={64 << 20}",  # within the room CreateVolume weighs
             f"--ginkgo.json-report={report}",
             "--ginkgo.no-color",
         ],
@@ -466,3 +479,88 @@ def test_a_type_without_a_csi_path_that_asks_for_csi_is_not_ready(
     refused = api.wait_condition(name, status="False", reason="InvalidSpec")
     assert "provisioning.csi" in refused["message"]
     assert "does not serve nfs volumes" in refused["message"]
+
+
+def test_an_in_memory_volume_is_a_tmpfs_of_its_size_that_outlasts_its_pods_until_released(
+    api: Api,
+    services: tuple[Any, Any],
+    backend: Callable[..., tuple[str, Path]],
+    tmp_path: Path,
+) -> None:
+    controller, node = services
+    name, root = backend("Delete", "memory")
+    with pytest.raises(grpc.RpcError) as refused:
+        create(controller, unique("no-size"), name, 0)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "give the volume a size" in str(refused.value.details())
+
+    volume = create(controller, unique("ram"), name, 8 << 20)
+    record = api.kube.get(BACKEND_VOLUMES, volume.volume_id)
+    assert record is not None
+    assert record["spec"]["tmpfsBytes"] == 8 << 20
+    directory = Path(record["spec"]["path"])
+    assert directory.parent == root
+
+    first = tmp_path / "pod" / "first"
+    publish(node, volume, first)
+    publish(node, volume, first)  # idempotent: still one tmpfs
+    assert [e.source for e in mount_table() if e.mount_point == str(directory)] == ["tmpfs"]
+    size = os.statvfs(first)
+    assert size.f_blocks * size.f_frsize == 8 << 20
+    (first / "data").write_text("in memory\n")
+    with pytest.raises(OSError, match="No space left on device"):
+        (first / "too-big").write_bytes(bytes(9 << 20))
+    (first / "too-big").unlink()
+    unpublish(node, volume, first)
+
+    second = tmp_path / "pod" / "second"  # the next pod of the claim
+    publish(node, volume, second)
+    assert (second / "data").read_text() == "in memory\n"
+    assert directory.stat().st_mode & 0o7777 == 0o750
+    unpublish(node, volume, second)
+
+    wait_for(lambda: deleted(controller, volume.volume_id), what="DeleteVolume to succeed")
+    assert not is_mount_point(str(directory))
+    assert not directory.exists()
+
+
+def test_get_capacity_is_the_room_the_node_plugin_reports_and_create_volume_weighs_it(
+    api: Api, services: tuple[Any, Any], backend: Callable[..., tuple[str, Path]], tmp_path: Path
+) -> None:
+    controller, _ = services
+    name, _ = backend("Delete")
+    node = settings().node_name
+
+    def annotation() -> str | None:
+        found = api.kube.get(NODES, node)
+        assert found is not None
+        return (found["metadata"].get("annotations") or {}).get(f"capacity.stowage.io/{name}")
+
+    reported = int(wait_for(annotation, timeout=60, what="the node plugin's report of room"))
+    stats = os.statvfs(tmp_path)  # the root is not made yet: the file system it will be on
+    assert abs(reported - stats.f_bavail * stats.f_frsize) <= stats.f_blocks * stats.f_frsize / 20
+
+    def capacity(**segments: str) -> Any:
+        return controller.GetCapacity(
+            csi_pb2.GetCapacityRequest(
+                parameters={BACKEND_PARAMETER: name},
+                accessible_topology=csi_pb2.Topology(segments=segments),
+            )
+        )
+
+    on_this_node = capacity(**{TOPOLOGY_KEY: node})
+    assert on_this_node.available_capacity == reported
+    assert on_this_node.maximum_volume_size.value == reported
+    assert capacity().available_capacity == reported  # the roomiest node: the only one here
+    assert capacity(**{TOPOLOGY_KEY: "no-such-node"}).available_capacity == 0
+    with pytest.raises(grpc.RpcError) as unknown:
+        controller.GetCapacity(
+            csi_pb2.GetCapacityRequest(parameters={BACKEND_PARAMETER: "no-such-backend"})
+        )
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+    with pytest.raises(grpc.RpcError) as too_big:
+        create(controller, unique("too-big"), name, reported + (1 << 40))
+    assert too_big.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"node {node} has" in str(too_big.value.details())
+    assert api.kube.list(BACKEND_VOLUMES, label_selector=f"stowage.io/backend={name}") == []

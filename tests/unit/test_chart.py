@@ -184,6 +184,11 @@ def test_the_csi_driver_has_its_controller_beside_the_operator_and_a_node_plugin
         "mountPath": "/srv/kubelet",
         "mountPropagation": "Bidirectional",
     } in container["volumeMounts"]
+    assert {  # a tmpfs volume outlives the plugin's container
+        "name": "stowage-root",
+        "mountPath": "/var/lib/stowage",
+        "mountPropagation": "Bidirectional",
+    } in container["volumeMounts"]
     assert node_plugin["spec"]["template"]["spec"]["serviceAccountName"] == f"{RELEASE}-helper"
     # on every node, tainted or not: a pod there that tolerates the taint may use a volume
     assert node_plugin["spec"]["template"]["spec"]["tolerations"] == [{"operator": "Exists"}]

@@ -69,6 +69,7 @@ COMPONENT_PATHS = {
         PACKAGE_DIR / "agent",
         PACKAGE_DIR / "csi" / "node.py",
         PACKAGE_DIR / "csi" / "node_data.py",
+        PACKAGE_DIR / "csi" / "node_capacity.py",
     ),
     NAS_SERVER: (PACKAGE_DIR / "nas",),
 }

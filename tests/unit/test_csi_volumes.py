@@ -9,7 +9,7 @@ import pytest
 from stowage.api.volume import NODE_DATA_FINALIZER
 from stowage.csi import volumes
 from stowage.csi.proto import csi_pb2
-from stowage.drivers.base import DataLocation, VolumePlan
+from stowage.drivers.base import ClaimRequest, DataLocation, VolumePlan
 
 pytestmark = pytest.mark.unit
 
@@ -109,20 +109,28 @@ def test_sizes_and_missing_capabilities() -> None:
         volumes.claim_request(csi_pb2.CreateVolumeRequest(name="v"))
 
 
-def test_the_record_of_a_node_volume_has_its_node_label_and_a_finalizer_for_its_release() -> None:
-    plan = VolumePlan(
-        capacity_bytes=1 << 20,
+def node_plan(path: str, size: int) -> VolumePlan:
+    return VolumePlan(
+        capacity_bytes=size,
         access_modes=("ReadWriteOnce",),
         volume_mode="Filesystem",
-        location=DataLocation(path="/srv/a/apps-data-x", node="node-a"),
+        location=DataLocation(path=path, node="node-a"),
     )
-    claim = volumes.claim_request(
+
+
+def single_writer_claim() -> ClaimRequest:
+    return volumes.claim_request(
         csi_pb2.CreateVolumeRequest(
             name=f"pvc-{UID}", volume_capabilities=[capability(Mode.SINGLE_NODE_WRITER)]
         )
     )
+
+
+def test_the_record_of_a_node_volume_has_its_node_label_and_a_finalizer_for_its_release() -> None:
+    plan = node_plan("/srv/a/apps-data-x", 1 << 20)
+    claim = single_writer_claim()
     record = volumes.backend_volume(
-        f"pvc-{UID}", "fast", "hostPath", "/srv/a", plan, claim, "0750",
+        f"pvc-{UID}", "fast", "hostPath", volumes.NodeDirectory("/srv/a"), plan, claim, "0750",
         volumes.DirectoryOwner(uid=1000, gid=2000),
     )  # fmt: skip
     assert record["metadata"]["labels"] == {
@@ -151,6 +159,19 @@ def test_the_record_of_a_node_volume_has_its_node_label_and_a_finalizer_for_its_
     }
     shared = dataclasses.replace(plan, location=DataLocation(path="/exports/a"))
     remote = volumes.backend_volume(
-        "v", "nfs", "nfs", "/exports", shared, claim, "0777", volumes.DirectoryOwner()
-    )
+        "v", "nfs", "nfs", volumes.NodeDirectory("/exports"), shared, claim, "0777",
+        volumes.DirectoryOwner(),
+    )  # fmt: skip
     assert "finalizers" not in remote["metadata"]  # no node holds its data
+
+
+def test_a_tmpfs_volume_tells_the_node_plugin_its_size() -> None:
+    plan = node_plan("/var/lib/stowage/volumes/ram/apps-data-x", 8 << 20)
+    claim = single_writer_claim()
+    directory = volumes.NodeDirectory("/var/lib/stowage/volumes/ram", tmpfs_bytes=8 << 20)
+    record = volumes.backend_volume(
+        f"pvc-{UID}", "ram", "emptyDir", directory, plan, claim, "0777", volumes.DirectoryOwner()
+    )
+    volume = volumes.csi_volume(f"pvc-{UID}", volumes.record_spec(record))
+    assert volume.volume_context["tmpfsBytes"] == str(8 << 20)
+    assert volume.volume_context["path"] == "/var/lib/stowage/volumes/ram/apps-data-x"

@@ -267,7 +267,7 @@ def test_a_csi_host_path_class_names_the_driver_and_only_its_topology_key() -> N
     assert driver_for(ref.spec.storage_type).csi_driver_name(ref) == "csi.stowage.io"
 
 
-def test_a_csi_empty_dir_backend_runs_no_helper_and_memory_has_no_csi_path_yet() -> None:
+def test_a_csi_empty_dir_backend_runs_no_helper_on_disk_or_in_memory() -> None:
     on_disk = backend(
         "scratch", {"emptyDir": {"basePath": "/srv/scratch"}, "provisioning": {"csi": True}}
     )
@@ -278,9 +278,11 @@ def test_a_csi_empty_dir_backend_runs_no_helper_and_memory_has_no_csi_path_yet()
     assert problems(on_disk) == []
     in_tree = backend("scratch", {"emptyDir": {"basePath": "/srv/scratch"}})
     assert driver.node_role(in_tree) is NodeRole.NODE_WORK
+    # In memory, the node plugin mounts each volume's tmpfs where a helper would have.
     memory = backend("ram", {"emptyDir": {"medium": "Memory"}, "provisioning": {"csi": True}})
-    assert driver.csi_directory_root(memory) is None
-    assert any(problem.startswith("provisioning.csi:") for problem in problems(memory))
+    assert driver.csi_directory_root(memory) == "/var/lib/stowage/volumes/ram"
+    assert driver.node_role(memory) is NodeRole.NONE
+    assert problems(memory) == []
 
 
 def test_csi_is_refused_where_the_driver_has_no_csi_path() -> None:

@@ -18,7 +18,13 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(stowage.__file__).parent
 CONTROLLER_SIDE = ("stowage.reconcilers", "stowage.csi.controller")
-NODE_SIDE = ("stowage.agent", "stowage.nas", "stowage.csi.node", "stowage.csi.node_data")
+NODE_SIDE = (
+    "stowage.agent",
+    "stowage.nas",
+    "stowage.csi.node",
+    "stowage.csi.node_data",
+    "stowage.csi.node_capacity",
+)
 # Serves either side, as its settings say (it loads each side's service when asked for it).
 BOTH_SIDES = "stowage.csi.plugin"
 

@@ -35,6 +35,12 @@ class BackendVolumeSpec(ApiModel):
         default=None, max_length=253, description="The node that holds a node-local volume."
     )
     read_only: bool = Field(default=False, description="The backend serves it read-only.")
+    tmpfs_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        description="The volume is a tmpfs of this many bytes on its node (emptyDir medium "
+        "Memory), mounted on the volume's directory when it is first published.",
+    )
     directory_mode: str = Field(
         default="0777", pattern=r"^0?[0-7]{3,4}$", description="Mode of the new directory."
     )

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 
 import grpc
+from google.protobuf import wrappers_pb2
 
 from stowage.api.backend import StorageBackend
 from stowage.api.volume import BackendVolumeSpec
@@ -26,8 +27,10 @@ from stowage.csi.server import require
 from stowage.drivers import driver_for
 from stowage.drivers.base import (
     BACKEND_PARAMETER,
+    CandidateNode,
     ClaimRequest,
     ProvisionContext,
+    ProvisionedVolume,
     Unprovisionable,
 )
 from stowage.kube import AlreadyExistsError, ApiError, ConflictError, Json, Kube
@@ -40,7 +43,7 @@ RPC = csi_pb2.ControllerServiceCapability.RPC
 # UNAVAILABLE (the provisioner then retries, backing off).
 RELEASE_WAIT = 10.0
 RELEASE_POLL = 0.2
-CAPABILITIES = (RPC.CREATE_DELETE_VOLUME, RPC.SINGLE_NODE_MULTI_WRITER)
+CAPABILITIES = (RPC.CREATE_DELETE_VOLUME, RPC.GET_CAPACITY, RPC.SINGLE_NODE_MULTI_WRITER)
 
 
 class Failed(Exception):  # noqa: N818 - raised as "raise Failed(code, why)"
@@ -61,7 +64,6 @@ class Controller(csi_pb2_grpc.ControllerServicer):
     ListVolumes = csi_pb2_grpc.ControllerServicer.ListVolumes
     ControllerListVolumeHealth = csi_pb2_grpc.ControllerServicer.ControllerListVolumeHealth
     ControllerGetVolumeHealth = csi_pb2_grpc.ControllerServicer.ControllerGetVolumeHealth
-    GetCapacity = csi_pb2_grpc.ControllerServicer.GetCapacity
     CreateSnapshot = csi_pb2_grpc.ControllerServicer.CreateSnapshot
     DeleteSnapshot = csi_pb2_grpc.ControllerServicer.DeleteSnapshot
     ListSnapshots = csi_pb2_grpc.ControllerServicer.ListSnapshots
@@ -118,14 +120,22 @@ class Controller(csi_pb2_grpc.ControllerServicer):
         except Unprovisionable as error:
             # No node or server can hold it now (a CO retries); a bad request was refused above.
             raise Failed(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)) from error
+        plan = dataclasses.replace(plan, capacity_bytes=claim.requested_bytes)
+        work = driver.node_volume(ref, ProvisionedVolume(name, plan.capacity_bytes, plan.location))
+        tmpfs_bytes = work.tmpfs_bytes if work is not None else None
+        if tmpfs_bytes == 0:
+            raise volumes.BadRequest(
+                f"StorageBackend {backend_name} makes each volume a tmpfs of the volume's "
+                "size: give the volume a size (capacity_range)"
+            )
         provisioning = model.spec.provisioning
         owner = provisioning.directory_owner
         record = volumes.backend_volume(
             name,
             backend_name,
             model.spec.storage_type.value,
-            root,
-            dataclasses.replace(plan, capacity_bytes=claim.requested_bytes),
+            volumes.NodeDirectory(root, tmpfs_bytes),
+            plan,
             claim,
             provisioning.directory_mode,
             volumes.DirectoryOwner(owner.uid, owner.gid) if owner else volumes.DirectoryOwner(),
@@ -176,6 +186,32 @@ class Controller(csi_pb2_grpc.ControllerServicer):
                 grpc.StatusCode.FAILED_PRECONDITION, f"StorageBackend {name} is invalid: {joined}"
             )
         return model
+
+    def GetCapacity(
+        self, request: csi_pb2.GetCapacityRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.GetCapacityResponse:
+        """The free bytes of the backend on the topology's node as its node plugin last
+        reported them; with no node, the most any one node has (a volume lies on one node);
+        0 where nothing was reported (no backend named, or a type that takes no room)."""
+        backend_name = request.parameters.get(BACKEND_PARAMETER)
+        if not backend_name:
+            return csi_pb2.GetCapacityResponse()
+        try:
+            self._backend(backend_name)
+        except Failed as error:
+            context.abort(error.code, str(error))
+        node_name = request.accessible_topology.segments.get(volumes.TOPOLOGY_KEY)
+        if node_name:
+            found = self._kube.get(NODES, node_name)
+            nodes = [found] if found is not None else []
+        else:
+            nodes = self._kube.list(NODES)
+        reported = (CandidateNode.from_manifest(node).free_bytes(backend_name) for node in nodes)
+        available = max((free for free in reported if free is not None), default=0)
+        return csi_pb2.GetCapacityResponse(
+            available_capacity=available,
+            maximum_volume_size=wrappers_pb2.Int64Value(value=available),
+        )
 
     def DeleteVolume(
         self, request: csi_pb2.DeleteVolumeRequest, context: grpc.ServicerContext

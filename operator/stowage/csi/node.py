@@ -2,8 +2,13 @@
 
 A node-directory volume's directory is made below its backend's root the first time the volume
 is published on its node (as the in-tree hostPath DirectoryOrCreate did, and with the mode and
-owner the backend sets), then bind-mounted onto the kubelet's target path; read-only where the
+owner the backend sets), with the tmpfs of its size mounted on it where the volume is one
+(emptyDir medium Memory), then bind-mounted onto the kubelet's target path; read-only where the
 CO or the backend says so. Unpublish unmounts and removes the target. Both are idempotent.
+
+A tmpfs lives below /var/lib/stowage, which the plugin mounts Bidirectional at its own path:
+it is the node's mount, so it outlives the plugin's container and keeps its data from one pod
+to the next until the volume is released (stowage.csi.node_data).
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from pathlib import Path
 
 import grpc
 
-from stowage.agent import mounting
-from stowage.agent.claim_data import NewDirectory, make_directory_below
+from stowage.agent import mounting, node_volumes
+from stowage.agent.claim_data import NewDirectory
 from stowage.csi.proto import csi_pb2, csi_pb2_grpc
 from stowage.csi.server import require
 from stowage.csi.volumes import TOPOLOGY_KEY
+from stowage.drivers.base import STOWAGE_ROOT, GitCheckout, NodeVolume
 
 RPC = csi_pb2.NodeServiceCapability.RPC
 CAPABILITIES = (RPC.SINGLE_NODE_MULTI_WRITER,)
@@ -30,7 +36,6 @@ READ_ONLY_MODES = frozenset(
     }
 )
 SINGLE_WRITER = csi_pb2.VolumeCapability.AccessMode.SINGLE_NODE_SINGLE_WRITER
-ROOT_MODE = 0o755
 MOUNT_TIMEOUT = 30.0
 
 
@@ -74,8 +79,17 @@ def bind_targets(path: str, entries: Sequence[mounting.MountEntry]) -> list[str]
     return [e.mount_point for e in entries if e.device == number and e.root == inner]
 
 
-def published_elsewhere(path: str, target: str) -> list[str]:
-    return [other for other in bind_targets(path, mounting.mount_table()) if other != target]
+def published_elsewhere(
+    path: str, target: str, entries: Sequence[mounting.MountEntry], host_root: Path
+) -> list[str]:
+    """The other targets `path` is bound to: not the tmpfs mounted on `path` itself, nor the
+    node's mounts seen again below `host_root` (a plugin started after them has them there)."""
+    seen_again = "" if host_root == Path("/") else str(host_root).rstrip("/") + "/"
+    return [
+        other
+        for other in bind_targets(path, entries)
+        if other not in (target, path) and not (seen_again and other.startswith(seen_again))
+    ]
 
 
 def new_directory(context: dict[str, str]) -> NewDirectory:
@@ -96,8 +110,22 @@ def publishes_read_only(request: csi_pb2.NodePublishVolumeRequest) -> bool:
 
 
 def on_host(host_root: Path, path: str) -> str:
-    """`path` of the node as this process reaches it (the node's / mounted at `host_root`)."""
+    """`path` of the node as this process reaches it: below /var/lib/stowage at its own path
+    (mounted Bidirectional, so that mounts made there are the node's), anything else below
+    `host_root` (where the node's / is mounted)."""
+    if path == STOWAGE_ROOT or path.startswith(STOWAGE_ROOT + "/"):
+        return path
     return os.path.join(host_root, path.lstrip("/"))
+
+
+def node_volume(root: str, path: str, context: dict[str, str]) -> NodeVolume:
+    """The node work of a volume with this volume context: its directory, and its tmpfs."""
+    tmpfs_bytes = context.get("tmpfsBytes")
+    return NodeVolume(root, path, tmpfs_bytes=int(tmpfs_bytes) if tmpfs_bytes else None)
+
+
+def no_checkout(checkout: GitCheckout) -> None:
+    raise ValueError(f"CSI volumes have no checkout yet ({checkout.path})")
 
 
 class Node(csi_pb2_grpc.NodeServicer):
@@ -165,10 +193,14 @@ class Node(csi_pb2_grpc.NodeServicer):
             if mounting.is_mount_point(target):
                 return csi_pb2.NodePublishVolumeResponse()
             root, path = on_host(self._host_root, root), on_host(self._host_root, path)
-            os.makedirs(root, ROOT_MODE, exist_ok=True)
-            make_directory_below(root, path, new_directory(volume))
+            work = node_volume(root, path, volume)
+            node_volumes.make(work, new_directory(volume), no_checkout, MOUNT_TIMEOUT)
             single_writer = request.volume_capability.access_mode.mode == SINGLE_WRITER
-            elsewhere = published_elsewhere(path, target) if single_writer else []
+            elsewhere = (
+                published_elsewhere(path, target, mounting.mount_table(), self._host_root)
+                if single_writer
+                else []
+            )
             if elsewhere:
                 context.abort(
                     grpc.StatusCode.FAILED_PRECONDITION,
@@ -177,7 +209,7 @@ class Node(csi_pb2_grpc.NodeServicer):
                 )
             os.makedirs(target, exist_ok=True)
             bind(path, target, read_only=publishes_read_only(request))
-        except (OSError, ValueError, MountError) as error:
+        except (OSError, ValueError, MountError, node_volumes.NodeVolumeError) as error:
             context.abort(grpc.StatusCode.INTERNAL, f"volume {request.volume_id}: {error}")
         return csi_pb2.NodePublishVolumeResponse()
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stowage.agent.claim_data import archive_directory_below, remove_directory_below
+from stowage.agent import node_volumes
+from stowage.agent.claim_data import archive_directory_below
 from stowage.api.backend import OnDelete
 from stowage.api.volume import NODE_DATA_FINALIZER, BackendVolumeSpec
 from stowage.backends import backend_ref, parse_backend
@@ -27,7 +28,7 @@ from stowage.backoff import doubling_pause
 from stowage.csi.node import on_host
 from stowage.csi.volumes import NODE_LABEL, node_label, record_spec, releasing_done
 from stowage.drivers import driver_for
-from stowage.drivers.base import DataLocation, ProvisionedVolume, ReleasePlan
+from stowage.drivers.base import DataLocation, NodeVolume, ProvisionedVolume, ReleasePlan
 from stowage.kube import ApiError, ConflictError, Json, Kube
 from stowage.kube.events import post_event
 from stowage.kube.resources import BACKEND_VOLUMES, STORAGE_BACKENDS
@@ -80,7 +81,7 @@ class NodeData:
         plan = self.release_plan(name, spec)
         root, path = on_host(self._host_root, spec.root), on_host(self._host_root, spec.path)
         if plan.action is OnDelete.DELETE:
-            done = remove_directory_below(root, path)
+            done = node_volumes.remove(NodeVolume(root, path, tmpfs_bytes=spec.tmpfs_bytes))
         elif plan.action is OnDelete.ARCHIVE:
             if plan.archive_name is None:
                 raise ValueError(f"the release plan of volume {name} names no archive")
@@ -100,7 +101,7 @@ class NodeData:
                 self.release(record)
             except ConflictError:
                 pass  # changed meanwhile: its next watch event brings the new version
-            except (OSError, ValueError, ApiError) as error:
+            except (OSError, ValueError, ApiError, node_volumes.NodeVolumeError) as error:
                 self._release_failed(record, str(error))
                 return
             self._failed.pop(name, None)

@@ -49,11 +49,13 @@ def run_plugin(kube: Kube, settings: PluginSettings, stop: threading.Event) -> N
         services.append(Controller(kube).add_to)
     if settings.node is not None:
         from stowage.csi.node import Node
+        from stowage.csi.node_capacity import NodeCapacity
         from stowage.csi.node_data import NodeData
 
         services.append(Node(settings.node, settings.host_root).add_to)
-        releaser = NodeData(kube, settings.node, settings.host_root)
-        workers.append(threading.Thread(target=releaser.run, args=(stop,), daemon=True))
+        for work in (NodeData, NodeCapacity):
+            task = work(kube, settings.node, settings.host_root)
+            workers.append(threading.Thread(target=task.run, args=(stop,), daemon=True))
     with contextlib.ExitStack() as stack:
         # The controller serves the provisioner's many workers: each call waits on the API.
         calls = CONTROLLER_WORKERS if settings.controller else WORKERS

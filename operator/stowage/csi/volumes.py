@@ -155,11 +155,20 @@ class DirectoryOwner:
     gid: int | None = None
 
 
+@dataclass(frozen=True)
+class NodeDirectory:
+    """Below which directory of its backend a volume's directory is made; with a tmpfs of
+    `tmpfs_bytes` mounted on it (emptyDir medium Memory)."""
+
+    root: str
+    tmpfs_bytes: int | None = None
+
+
 def backend_volume(
     name: str,
     backend: str,
     storage_type: str,
-    root: str,
+    directory: NodeDirectory,
     plan: VolumePlan,
     claim: ClaimRequest,
     mode: str,
@@ -172,10 +181,11 @@ def backend_volume(
         backend=backend,
         storage_type=storage_type,
         capacity_bytes=plan.capacity_bytes,
-        root=root,
-        path=plan.location.path or root,
+        root=directory.root,
+        path=plan.location.path or directory.root,
         node=plan.location.node,
         read_only=plan.location.read_only,
+        tmpfs_bytes=directory.tmpfs_bytes,
         directory_mode=mode,
         directory_uid=owner.uid,
         directory_gid=owner.gid,
@@ -224,6 +234,8 @@ def volume_context(spec: BackendVolumeSpec) -> dict[str, str]:
         context["directoryGid"] = str(spec.directory_gid)
     if spec.read_only:
         context["readOnly"] = "true"
+    if spec.tmpfs_bytes is not None:
+        context["tmpfsBytes"] = str(spec.tmpfs_bytes)
     return context
 
 

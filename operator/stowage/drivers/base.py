@@ -525,3 +525,8 @@ class Driver(Protocol):
         for a backend whose volumes the CSI driver serves as node directories; None for the
         others (served by the in-tree provisioner until their CSI path exists)."""
         ...
+
+    def served_by_csi(self, backend: BackendRef) -> bool:
+        """The backend asks for the CSI driver (provisioning.csi), and this driver has a CSI
+        path for its volumes."""
+        ...

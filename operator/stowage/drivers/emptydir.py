@@ -3,8 +3,9 @@
 The helper on the chosen node makes the claim's directory under emptyDir.basePath, or for
 medium Memory mounts a tmpfs of the claim's size under /var/lib/stowage/volumes/<backend> (the
 Bidirectional mount through which the node, and so the kubelet, sees it). It wipes the volume
-when it is released, whatever provisioning.onDelete says. With provisioning.csi (medium ""
-only) the CSI node plugin makes the directory on first publish and wipes it on release.
+when it is released, whatever provisioning.onDelete says. With provisioning.csi the CSI node
+plugin does the same: it makes the directory (and mounts the tmpfs) on first publish, and
+wipes it on release.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import ClassVar
 from stowage.api.backend import EmptyDirMedium, EmptyDirSpec, StorageType
 from stowage.drivers.base import (
     BackendRef,
+    CapacitySource,
     ClaimRequest,
     DataLocation,
     NodeVolume,
@@ -51,8 +53,12 @@ class EmptyDirDriver(NodeDirectoryDriver[EmptyDirSpec]):
         return NodeVolume(self.root_directory(backend)[1], path)
 
     def csi_directory_root(self, backend: BackendRef) -> str | None:
-        # A tmpfs is mounted before the volume is handed out: not through CSI yet.
-        return None if self.in_memory(backend) else self.root_directory(backend)[1]
+        if self.in_memory(backend):
+            return claim_volumes_root(backend)  # the node plugin mounts tmpfs there
+        return self.root_directory(backend)[1]
+
+    def capacity_source(self, backend: BackendRef) -> CapacitySource | None:
+        return None if self.in_memory(backend) else super().capacity_source(backend)
 
     def host_directories(self, backend: BackendRef) -> tuple[str, ...]:
         return () if self.in_memory(backend) else super().host_directories(backend)

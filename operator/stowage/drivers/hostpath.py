@@ -36,11 +36,11 @@ class HostPathDriver(NodeDirectoryDriver[HostPathSpec]):
         return "hostPath.path", self.type_spec(backend).path
 
     def capacity_source(self, backend: BackendRef) -> CapacitySource | None:
-        # Only with quota has the backend helpers to measure it. Subvolumes are thin: the
-        # claims' sizes are not taken off, only what is written.
-        if not self.prepares_on_node(backend):
-            return None
-        return FileSystemSpace(self.root_directory(backend)[1])
+        # With quota the helpers measure it. Subvolumes are thin: the claims' sizes are not
+        # taken off, only what is written.
+        if self.prepares_on_node(backend):
+            return FileSystemSpace(self.root_directory(backend)[1])
+        return super().capacity_source(backend)
 
     def listed_nodes(self, backend: BackendRef) -> Sequence[str]:
         return self.type_spec(backend).nodes

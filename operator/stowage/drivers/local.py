@@ -21,8 +21,10 @@ from stowage.drivers.base import (
     STOWAGE_ROOT,
     BackendRef,
     CandidateNode,
+    CapacitySource,
     ClaimRequest,
     DataLocation,
+    FileSystemSpace,
     HostMount,
     NodeRequirement,
     NodeRole,
@@ -199,6 +201,14 @@ class NodeDirectoryDriver(NodePinnedDriver[SpecT]):
     def host_directories(self, backend: BackendRef) -> tuple[str, ...]:
         root = self.root_directory(backend)[1]
         return () if is_within(root, STOWAGE_ROOT) else (root,)
+
+    def capacity_source(self, backend: BackendRef) -> CapacitySource | None:
+        # Through CSI the node plugin measures the root on its node (stowage.csi.node_capacity).
+        return (
+            FileSystemSpace(self.root_directory(backend)[1])
+            if self.served_by_csi(backend)
+            else None
+        )
 
     def locate(
         self, backend: BackendRef, claim: ClaimRequest, directory: str, node: str

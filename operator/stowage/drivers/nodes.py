@@ -32,6 +32,12 @@ def _refusal(
     return None
 
 
+def offers(backend: BackendRef, listed: Sequence[str], node: CandidateNode) -> bool:
+    """The node offers the backend: listed in its nodes (when it lists any) and matching
+    mount.nodeSelector."""
+    return _refusal(backend, listed, node.name, node) is None
+
+
 def _check_fits(backend: BackendRef, node: CandidateNode, needed_bytes: int) -> None:
     free = node.free_bytes(backend.name)
     if free is not None and free < needed_bytes:
