@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from stowage.agent import btrfs, node_volumes
-from stowage.agent.claim_data import NewDirectory
 from stowage.agent.quota import QuotaError
-from stowage.drivers.base import NodeVolume
+from stowage.drivers.base import NewDirectory, NodeVolume
 from stowage_e2e.btrfs_volumes import qgroup_limits, run
 
 pytestmark = [

@@ -21,7 +21,7 @@ import pytest
 from itkit import Api, OperatorProcess, unique, wait_for
 from test_provisioning import bound_volume, claim_manifest
 
-from stowage.iscsi_wipe import Chap, LunAddress, WipeError, wipe_lun
+from stowage.clients.iscsi import Chap, LunAddress, WipeError, wipe_lun
 from stowage.kube import Json
 from stowage.kube.resources import PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES, SECRETS
 from stowage_e2e.fixtures import TestHostFactory

@@ -24,10 +24,9 @@ import pytest
 from itkit import Api, unique
 
 from stowage.agent import lvm, node_volumes
-from stowage.agent.claim_data import NewDirectory
 from stowage.agent.runner import Agent, AgentSettings
 from stowage.api.backend import StorageBackend
-from stowage.drivers.base import LogicalVolume, NodeVolume
+from stowage.drivers.base import LogicalVolume, NewDirectory, NodeVolume
 from stowage.kube.resources import NODES, PERSISTENT_VOLUME_CLAIMS
 from stowage.reconcilers import driving
 from stowage_e2e.lvm_groups import TEST_GROUP_BYTES, lv_sizes

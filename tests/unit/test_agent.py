@@ -13,14 +13,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stowage.agent import capacity, mounting, quota, runner
 from stowage.agent.claim_data import (
-    NewDirectory,
     archive_directory_below,
     make_directory_below,
     remove_directory_below,
 )
 from stowage.agent.metrics import AgentMetrics
 from stowage.api.backend import StorageBackend
-from stowage.drivers.base import BackendRef, FileSystemSpace, HostMount, NodeVolume
+from stowage.clients.network import probe
+from stowage.drivers.base import BackendRef, FileSystemSpace, HostMount, NewDirectory, NodeVolume
 from stowage.drivers.placement import rendezvous_order
 from stowage.objects.helper_daemonset import HelperSettings, helper_daemonset
 from stowage.reconcilers import driving
@@ -127,11 +127,11 @@ def listening_port() -> Iterator[int]:
 
 
 def test_probe_tells_a_listening_server_from_a_refusing_one(listening_port: int) -> None:
-    assert mounting.probe("127.0.0.1", listening_port, timeout=2) == "ok"
+    assert probe("127.0.0.1", listening_port, timeout=2) == "ok"
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         free_port = closed.getsockname()[1]
-    assert mounting.probe("127.0.0.1", free_port, timeout=2) == "refused"
+    assert probe("127.0.0.1", free_port, timeout=2) == "refused"
 
 
 def test_refused_servers_are_passed_over_without_mounting(tmp_path: Path) -> None:

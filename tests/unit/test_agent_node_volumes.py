@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from stowage.agent import git_checkout, node_volumes
-from stowage.agent.claim_data import NewDirectory
-from stowage.drivers.base import GitCheckout, NodeVolume
+from stowage.drivers.base import GitCheckout, NewDirectory, NodeVolume
 from stowage_e2e import git_servers
 
 pytestmark = pytest.mark.unit

@@ -2,7 +2,8 @@
 module): the node side (the mount helper `stowage.agent`, the NAS servers `stowage.nas`, the
 CSI Node service) never loads the controller side (`stowage.reconcilers`, the CSI Controller
 service), nor the controller side the node side; the rest of the CSI package, which both serve,
-loads neither. What both sides ask of a backend is in `stowage.backends` and the drivers."""
+loads neither, nor do the protocol clients `stowage.clients`. What both sides ask of a backend
+is in `stowage.backends` and the drivers."""
 
 from __future__ import annotations
 
@@ -121,6 +122,9 @@ def test_the_controller_side_never_loads_the_node_side(module: str) -> None:
     assert not crossings(module, NODE_SIDE)
 
 
-@pytest.mark.parametrize("module", [m for m in modules_of("stowage.csi") if not on_a_side(m)])
-def test_the_rest_of_csi_loads_neither_side(module: str) -> None:
+SHARED = [m for m in modules_of("stowage.csi") if not on_a_side(m)] + modules_of("stowage.clients")
+
+
+@pytest.mark.parametrize("module", SHARED)
+def test_the_rest_of_csi_and_the_protocol_clients_load_neither_side(module: str) -> None:
     assert not crossings(module, (*CONTROLLER_SIDE, *NODE_SIDE))

@@ -24,8 +24,10 @@ import subprocess
 from collections.abc import Iterator
 
 from stowage.agent import mounting
-from stowage.agent.claim_data import NewDirectory, opened_directory, parts_below, settle
+from stowage.agent.claim_data import opened_directory, settle
 from stowage.agent.quota import QuotaError
+from stowage.drivers.base import NewDirectory
+from stowage.drivers.naming import parts_below
 
 BTRFS_TIMEOUT = 120.0
 # The inode number of every subvolume's root directory (BTRFS_FIRST_FREE_OBJECTID).

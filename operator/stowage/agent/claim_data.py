@@ -13,28 +13,11 @@ import contextlib
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-# Directories above a claim's (the backend's base path) are the helpers' alone.
-PARENT_DIRECTORY_MODE = 0o755
+from stowage.drivers.base import PARENT_DIRECTORY_MODE, NewDirectory
+from stowage.drivers.naming import parts_below
+
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-
-
-@dataclass(frozen=True)
-class NewDirectory:
-    """Mode and owner a claim's directory gets when it is made (never changed afterwards)."""
-
-    mode: int = 0o777
-    uid: int | None = None
-    gid: int | None = None
-
-
-def parts_below(root: str, path: str) -> list[str]:
-    """The components of `path` below `root`; ValueError unless it is strictly below."""
-    relative = os.path.relpath(os.path.normpath(path), os.path.normpath(root))
-    if relative.startswith("..") or os.path.isabs(relative) or relative == ".":
-        raise ValueError(f"{path} is not below {root}")
-    return relative.split(os.sep)
 
 
 @contextlib.contextmanager

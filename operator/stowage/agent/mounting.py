@@ -12,13 +12,13 @@ import dataclasses
 import logging
 import os
 import re
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from stowage.clients.network import probe
 from stowage.drivers.base import HostMount
 from stowage.objects.helper_daemonset import HOST_CGROUP_ROOT
 
@@ -60,19 +60,6 @@ def server_of(fs_type: str, source: str) -> str:
 def volume_of(source: str) -> str:
     """`host:/volume` (glusterfs) -> volume."""
     return source.partition(":/")[2]
-
-
-def probe(host: str, port: int, timeout: float) -> str:
-    """ "ok", "refused", "timeout" or "unreachable", after at most `timeout` seconds."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return "ok"
-    except ConnectionRefusedError:
-        return "refused"
-    except TimeoutError:
-        return "timeout"
-    except OSError:
-        return "unreachable"
 
 
 def mount_options(mount: HostMount, source: str) -> list[str]:

@@ -21,12 +21,11 @@ from collections.abc import Callable
 
 from stowage.agent import btrfs, lvm, mounting, rbd
 from stowage.agent.claim_data import (
-    NewDirectory,
     archive_directory_below,
     make_directory_below,
     remove_directory_below,
 )
-from stowage.drivers.base import GitCheckout, NodeVolume
+from stowage.drivers.base import GitCheckout, NewDirectory, NodeVolume
 
 # Checkouts are the helper's: readable by every pod user, writable by none.
 CHECKOUT_MODE = 0o755

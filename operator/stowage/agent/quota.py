@@ -20,8 +20,9 @@ import tempfile
 from types import TracebackType
 
 from stowage.agent import mounting
-from stowage.agent.claim_data import opened_directory, parts_below
+from stowage.agent.claim_data import opened_directory
 from stowage.drivers.base import HostMount
+from stowage.drivers.naming import parts_below
 
 GLUSTER_LIMIT_ATTRIBUTE = "trusted.glusterfs.quota.limit-set"
 GLUSTER_QUOTA_CLIENT_PID = -5  # GF_CLIENT_PID_QUOTA_MOUNT

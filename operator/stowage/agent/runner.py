@@ -40,13 +40,11 @@ from stowage.agent import (
     git_checkout,
     lvm,
     mounting,
-    nfs_client,
     node_volumes,
     rbd,
 )
 from stowage.agent.capacity import free_bytes
 from stowage.agent.claim_data import (
-    NewDirectory,
     archive_directory_below,
     make_directory_below,
     remove_directory_below,
@@ -57,6 +55,7 @@ from stowage.agent.quota import DirectoryQuotas, QuotaError
 from stowage.api.backend import OnDelete, StorageBackend
 from stowage.api.common import parse_quantity
 from stowage.backends import parse_backend
+from stowage.clients import nfs
 from stowage.drivers.base import (
     ARCHIVE_AS_ANNOTATION,
     BACKEND_LABEL,
@@ -72,6 +71,7 @@ from stowage.drivers.base import (
     DataLocation,
     GitCheckout,
     HostMount,
+    NewDirectory,
     NodeVolume,
     RemoteExport,
     Unprovisionable,
@@ -443,9 +443,7 @@ class Agent:
         """Labels the node ready while a server of the export answers here; makes the claim
         directories the operator asks this node for and deletes or archives those of released
         volumes, each on its volume's server."""
-        with contextlib.closing(
-            nfs_client.Sessions(export, self._settings.stat_timeout)
-        ) as sessions:
+        with contextlib.closing(nfs.Sessions(export, self._settings.stat_timeout)) as sessions:
             answering, failures = sessions.first_answering()
             if answering is None:
                 why = "; ".join(failures)
@@ -466,7 +464,7 @@ class Agent:
                 self.release_volume(backend, volume, undo)
 
     def make_remote_directory(
-        self, model: StorageBackend, sessions: nfs_client.Sessions, claim: Json
+        self, model: StorageBackend, sessions: nfs.Sessions, claim: Json
     ) -> str:
         volume = self._claim_volume(model, claim)
         location = DataLocation.from_annotations(volume["metadata"].get("annotations") or {})
@@ -690,7 +688,7 @@ def release_directory(
 
 
 def release_remote(
-    sessions: nfs_client.Sessions,
+    sessions: nfs.Sessions,
     server: str,
     path: str,
     annotations: dict[str, str],

@@ -21,11 +21,10 @@ from pathlib import Path
 import grpc
 
 from stowage.agent import mounting, node_volumes
-from stowage.agent.claim_data import NewDirectory
 from stowage.csi.proto import csi_pb2, csi_pb2_grpc
 from stowage.csi.server import require
 from stowage.csi.volumes import TOPOLOGY_KEY
-from stowage.drivers.base import STOWAGE_ROOT, GitCheckout, NodeVolume
+from stowage.drivers.base import STOWAGE_ROOT, GitCheckout, NewDirectory, NodeVolume
 
 RPC = csi_pb2.NodeServiceCapability.RPC
 CAPABILITIES = (RPC.SINGLE_NODE_MULTI_WRITER,)

@@ -397,6 +397,19 @@ class RbdImage:
         return f"{self.pool}/{self.name}"
 
 
+# Directories above a claim's (the backend's base path) are the helpers' alone.
+PARENT_DIRECTORY_MODE = 0o755
+
+
+@dataclass(frozen=True)
+class NewDirectory:
+    """Mode and owner a claim's directory gets when it is made (never changed afterwards)."""
+
+    mode: int = 0o777
+    uid: int | None = None
+    gid: int | None = None
+
+
 @dataclass(frozen=True)
 class NodeVolume:
     """What the mount helper on the volume's node makes for it, and removes on release.

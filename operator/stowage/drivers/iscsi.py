@@ -3,7 +3,7 @@
 A LUN is free while no PV of the backend records it. Its data cannot outlive its PV (the next
 claim gets the LUN), so keeping data is done with storageClass.reclaimPolicy: Retain, which keeps
 the PV and with it the LUN. A LUN is handed on as it is, unless wipeOnDelete is true: then the
-operator zeroes it (`stowage.iscsi_wipe`, libiscsi) before it deletes the released PV, so that
+operator zeroes it (`stowage.clients.iscsi`, libiscsi) before it deletes the released PV, so that
 the LUN is free again only once it is zeroed.
 """
 

@@ -54,3 +54,11 @@ def bounded_name(*parts: str, max_length: int = 253) -> str:
         return full
     digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:10]
     return f"{full[: max_length - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+def parts_below(root: str, path: str) -> list[str]:
+    """The components of `path` below `root`; ValueError unless it is strictly below."""
+    relative = posixpath.relpath(posixpath.normpath(path), posixpath.normpath(root))
+    if relative.startswith("..") or posixpath.isabs(relative) or relative == ".":
+        raise ValueError(f"{path} is not below {root}")
+    return relative.split("/")

@@ -2,7 +2,7 @@
 
 The claim's server is chosen by rendezvous hash of its UID, so claims spread over the servers.
 The helpers make and remove claim directories on the claim's server through a userspace NFS
-client (stowage.agent.nfs_client): no node mounts the export for it.
+client (stowage.clients.nfs): no node mounts the export for it.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ import kopf
 from stowage import metrics
 from stowage.api.backend import IscsiSpec
 from stowage.backends import parse_backend
+from stowage.clients.iscsi import WipeError
 from stowage.drivers.base import (
     BACKEND_LABEL,
     PATH_ANNOTATION,
@@ -38,7 +39,6 @@ from stowage.drivers.base import (
     RELEASED_BY_ANNOTATION,
 )
 from stowage.drivers.common import describe_size
-from stowage.iscsi_wipe import WipeError
 from stowage.kube import AlreadyExistsError, ApiError, Json
 from stowage.kube.events import post_event
 from stowage.kube.resources import PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES, Resource

@@ -12,9 +12,9 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from stowage.api.backend import IscsiSpec
+from stowage.clients.iscsi import Chap, LunAddress, Wiped, WipeError, wipe_lun
 from stowage.drivers.base import BACKEND_LABEL
 from stowage.drivers.iscsi import CHAP_KEYS, MUTUAL_CHAP_KEYS
-from stowage.iscsi_wipe import Chap, LunAddress, Wiped, WipeError, wipe_lun
 from stowage.kube import Json, Kube
 from stowage.kube.secrets import secret_values
 

@@ -15,10 +15,10 @@ import stat
 from collections.abc import Iterator
 from functools import cache
 
-from stowage import native
-from stowage.agent import mounting
-from stowage.agent.claim_data import PARENT_DIRECTORY_MODE, NewDirectory, parts_below
-from stowage.drivers.base import RemoteExport
+from stowage.clients import native
+from stowage.clients.network import probe
+from stowage.drivers.base import PARENT_DIRECTORY_MODE, NewDirectory, RemoteExport
+from stowage.drivers.naming import parts_below
 
 LIBRARY = "libnfs.so.13"
 NFS_V3 = 3
@@ -99,7 +99,7 @@ def first_port(version: str) -> int:
 
 def connection_problem(server: str, port: int, timeout: float) -> str:
     """What a TCP connect to `port` of the server finds wrong; empty if it opens."""
-    found = mounting.probe(server, port, timeout)
+    found = probe(server, port, timeout)
     return {
         "ok": "",
         "refused": f"nothing listens on port {port}: connection refused",

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from stowage.agent.nfs_client import (
+from stowage.clients.nfs import (
     NFS_V3,
     NFS_V4,
     connection_problem,

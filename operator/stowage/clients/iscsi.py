@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 
-from stowage import native
+from stowage.clients import native
 from stowage.drivers.iscsi import portal_address
 
 LIBRARY = "libiscsi.so.7"

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from stowage import iscsi_wipe as wipe
 from stowage.api.backend import StorageBackend
+from stowage.clients import iscsi as wipe
 from stowage.reconcilers.driving import lun_to_wipe
 from stowage.reconcilers.wiping import lun_address
 
