@@ -66,9 +66,10 @@ ENTRYPOINT ["stowage"]
 CMD ["agent"]
 
 FROM python AS operator
-# libiscsi: the userspace initiator that zeroes a released LUN (iscsi wipeOnDelete).
+# libiscsi: the userspace initiator that zeroes a released LUN (iscsi wipeOnDelete); libnfs:
+# the userspace NFS client with which the CSI controller makes and releases nfs directories.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libiscsi7 \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libiscsi7 libnfs13 \
  && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 65532 stowage \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /tmp \

@@ -133,6 +133,29 @@ def test_a_missing_export_or_a_silent_server_is_not_ready_with_the_reason(
     kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
 
 
+def written_on_the_node(
+    kube: Kube,
+    namespace: str,
+    node: VmNode | AnyNode,
+    server: NfsGanesha,
+    directory: PurePosixPath,
+) -> str:
+    """A pod on `node` writes 2 MiB to the claim `data`; they are read back the same on the
+    server by another client (libnfs). The line of the pod's mount of /data, from
+    /proc/mounts."""
+    script = (
+        "dd if=/dev/urandom of=/data/random bs=1M count=2 status=none"
+        " && sha256sum /data/random | cut -d' ' -f1 && grep ' /data ' /proc/mounts"
+    )
+    writer = scenario.script_pod("writer", "data", settings().base_image, script)
+    kube.apply(node.place(writer), namespace)
+    digest, mount = finished_log(kube, namespace, "writer", timeout=300).strip().splitlines()
+    on_server = server.read_bytes(f"{directory}/random")
+    assert len(on_server) == 2 * 2**20
+    assert hashlib.sha256(on_server).hexdigest() == digest
+    return mount
+
+
 def test_a_pod_writes_through_the_kubelets_nfs_mount_of_its_claim(
     kube: Kube,
     namespace: str,
@@ -146,18 +169,39 @@ def test_a_pod_writes_through_the_kubelets_nfs_mount_of_its_claim(
     scenario.wait_ready(kube, name)
     kube.apply(scenario.claim("data", name, "1Gi", "ReadWriteMany"), namespace)
     directory = claim_directory(kube, namespace, ganesha)
-    script = (
-        "dd if=/dev/urandom of=/data/random bs=1M count=2 status=none"
-        " && sha256sum /data/random | cut -d' ' -f1 && grep ' /data ' /proc/mounts"
-    )
-    writer = scenario.script_pod("writer", "data", settings().base_image, script)
-    kube.apply(kernel_node.place(writer), namespace)
-    digest, mount = finished_log(kube, namespace, "writer", timeout=300).strip().splitlines()
+    mount = written_on_the_node(kube, namespace, kernel_node, ganesha, directory)
     assert mount.split()[2].startswith("nfs"), mount  # the kernel's client, not a FUSE one
-    on_server = ganesha.read_bytes(f"{directory}/random")
-    assert len(on_server) == 2 * 2**20
-    assert hashlib.sha256(on_server).hexdigest() == digest
 
     kube.delete("pod", "writer", namespace, wait=True)
+    release_claim(kube, namespace)
+    assert ganesha.list("/export/claims") == []
+
+
+def test_a_csi_claim_is_a_directory_on_the_server_mounted_by_the_nodes_kernel_and_released(
+    kube: Kube,
+    namespace: str,
+    backend_factory: Callable[..., str],
+    ganesha: NfsGanesha,
+    kernel_node: VmNode | AnyNode,
+) -> None:
+    """Through stowage's CSI driver: the controller in the operator's pod makes the claim's
+    directory on the server before the PV exists (libnfs), the node plugin on a node with
+    Debian's kernel mounts it into the pod (kernel NFS, the PV's mount options), and deleting
+    the claim deletes the directory on the server."""
+    name = backend_factory("nfs-csi", nfs_spec(ganesha.host.ip, csi=True))
+    scenario.wait_ready(kube, name)
+    kube.apply(scenario.claim("data", name, "1Gi", "ReadWriteMany"), namespace)
+    volume = scenario.bound_volume(kube, "data", namespace)
+    assert volume["spec"]["csi"]["driver"] == "csi.stowage.io"
+    assert "nfsvers=4.1" in volume["spec"]["mountOptions"]
+    context = volume["spec"]["csi"]["volumeAttributes"]
+    assert context["server"] == ganesha.host.ip
+    directory = PurePosixPath(context["path"])
+    assert ganesha.list("/export/claims") == [directory.name]  # made before any pod
+
+    mount = written_on_the_node(kube, namespace, kernel_node, ganesha, directory)
+    assert mount.split()[0] == f"{ganesha.host.ip}:{directory}"
+    assert mount.split()[2] == "nfs4" and "vers=4.1" in mount.split()[3], mount
+
     release_claim(kube, namespace)
     assert ganesha.list("/export/claims") == []

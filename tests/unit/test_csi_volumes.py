@@ -9,7 +9,7 @@ import pytest
 from stowage.api.volume import NODE_DATA_FINALIZER
 from stowage.csi import volumes
 from stowage.csi.proto import csi_pb2
-from stowage.drivers.base import ClaimRequest, DataLocation, VolumePlan
+from stowage.drivers.base import ClaimRequest, DataLocation, NewDirectory, VolumePlan
 
 pytestmark = pytest.mark.unit
 
@@ -157,12 +157,24 @@ def test_the_record_of_a_node_volume_has_its_node_label_and_a_finalizer_for_its_
     assert volumes.releasing_done(record) == {
         "metadata": {"finalizers": ["example.com/other"], "resourceVersion": "7"}
     }
-    shared = dataclasses.replace(plan, location=DataLocation(path="/exports/a"))
+
+
+def test_the_record_of_a_directory_on_a_server_names_the_server_for_the_node_to_mount() -> None:
+    plan = dataclasses.replace(
+        node_plan("/exports/a", 1 << 20), location=DataLocation(path="/exports/a", server="n2")
+    )
     remote = volumes.backend_volume(
-        "v", "nfs", "nfs", volumes.NodeDirectory("/exports"), shared, claim, "0777",
-        volumes.DirectoryOwner(),
+        "v", "nfs", "nfs", volumes.NodeDirectory("/exports"), plan, single_writer_claim(),
+        "0750", volumes.DirectoryOwner(uid=7),
     )  # fmt: skip
     assert "finalizers" not in remote["metadata"]  # no node holds its data
+    assert "stowage.io/node" not in remote["metadata"]["labels"]
+    spec = volumes.record_spec(remote)
+    volume = volumes.csi_volume("v", spec)
+    assert volume.volume_context["server"] == "n2"
+    assert volume.volume_context["path"] == "/exports/a"
+    assert not volume.accessible_topology  # any node can mount it
+    assert volumes.new_directory(spec) == NewDirectory(mode=0o750, uid=7, gid=None)
 
 
 def test_a_tmpfs_volume_tells_the_node_plugin_its_size() -> None:

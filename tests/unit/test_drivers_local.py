@@ -19,6 +19,7 @@ from stowage.drivers.base import (
     NodeRole,
     ProvisionContext,
     ProvisionedVolume,
+    ReleasePlan,
     Unprovisionable,
 )
 from stowage.drivers.placement import rendezvous_order
@@ -521,3 +522,29 @@ def test_empty_dir_medium_and_base_path_cannot_change() -> None:
     for field in ("medium", "basePath"):
         rules = empty_dir[field]["x-kubernetes-validations"]
         assert {"rule": "self == oldSelf", "message": f"emptyDir.{field} is immutable"} in rules
+
+
+@pytest.mark.parametrize(
+    ("action", "calls", "done"),
+    [
+        (OnDelete.DELETE, ["remove"], True),
+        (OnDelete.ARCHIVE, ["archive archived-x"], True),
+        (OnDelete.RETAIN, [], False),
+    ],
+)
+def test_a_release_plan_deletes_archives_or_keeps_the_data(
+    action: OnDelete, calls: list[str], done: bool
+) -> None:
+    made: list[str] = []
+
+    def remove() -> bool:
+        made.append("remove")
+        return True
+
+    def archive(name: str) -> bool:
+        made.append(f"archive {name}")
+        return True
+
+    plan = ReleasePlan(action=action, location=DataLocation(path="/x"), archive_name="archived-x")
+    assert plan.carry_out(remove, archive) is done
+    assert made == calls

@@ -13,6 +13,7 @@ from stowage.drivers.base import (
     BackendRef,
     ClaimRequest,
     DataLocation,
+    NodeRole,
     ProvisionContext,
     ProvisionedVolume,
     Unprovisionable,
@@ -62,6 +63,21 @@ def test_nfs_volume_is_a_claim_directory_on_the_rendezvous_server() -> None:
     assert volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"] == [
         {"matchExpressions": [{"key": "storage-net", "operator": "In", "values": ["yes"]}]}
     ]
+
+
+def test_an_nfs_backend_through_csi_has_its_directories_made_in_the_export_by_the_controller() -> (
+    None
+):
+    ref = backend("nfs-csi", {**NFS, "provisioning": {"basePath": "/claims", "csi": True}})
+    driver = driver_for(ref.spec.storage_type)
+    assert driver.served_by_csi(ref)
+    assert driver.csi_directory_root(ref) == "/exports/k8s"
+    assert driver.node_role(ref) is NodeRole.NONE  # no helper: the node plugin mounts
+    storage_class = driver.storage_class(ref)
+    assert storage_class.provisioner == "csi.stowage.io"
+    assert storage_class.mount_options == ("noatime", "nfsvers=4.1")
+    export = driver.remote_export(ref, "any")
+    assert (export.export, export.version) == ("/exports/k8s", "4.1")
 
 
 def test_nfs_claims_spread_over_the_servers() -> None:

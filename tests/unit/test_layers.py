@@ -18,7 +18,7 @@ import stowage
 pytestmark = pytest.mark.unit
 
 ROOT = Path(stowage.__file__).parent
-CONTROLLER_SIDE = ("stowage.reconcilers", "stowage.csi.controller")
+CONTROLLER_SIDE = ("stowage.reconcilers", "stowage.csi.controller", "stowage.csi.remote_data")
 NODE_SIDE = (
     "stowage.agent",
     "stowage.nas",

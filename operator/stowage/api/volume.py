@@ -34,6 +34,12 @@ class BackendVolumeSpec(ApiModel):
     node: str | None = Field(
         default=None, max_length=253, description="The node that holds a node-local volume."
     )
+    server: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The server whose export holds the volume's directory (nfs); `root` is "
+        "the export, `path` the directory as clients mount it.",
+    )
     read_only: bool = Field(default=False, description="The backend serves it read-only.")
     tmpfs_bytes: int | None = Field(
         default=None,

@@ -25,6 +25,7 @@ NFS_V3 = 3
 NFS_V4 = 4
 NFS_PORT = 2049
 PORTMAPPER_PORT = 111  # where NFSv3 clients find mountd and nfsd
+ROOT = 0
 
 
 class NfsError(OSError):
@@ -117,6 +118,10 @@ class NfsSession:
         if not self._context:
             raise NfsError(errno.ENOMEM, "libnfs could not make a context")
         self._lib.nfs_set_timeout(self._context, int(timeout * 1000))
+        # AUTH_SYS root, whoever runs this (the helpers as root, the CSI controller as a user
+        # of its own): the export's root squash, if any, is the server's to apply.
+        self._lib.nfs_set_uid(self._context, ROOT)
+        self._lib.nfs_set_gid(self._context, ROOT)
         self._lib.nfs_set_version(self._context, protocol_version(version))
         result = self._lib.nfs_mount(self._context, server.encode(), export.encode())
         if result < 0:
@@ -205,8 +210,8 @@ class NfsSession:
         try:
             yield
         finally:
-            self._lib.nfs_set_uid(self._context, os.getuid())
-            self._lib.nfs_set_gid(self._context, os.getgid())
+            self._lib.nfs_set_uid(self._context, ROOT)
+            self._lib.nfs_set_gid(self._context, ROOT)
 
     def remove_tree(self, path: str) -> bool:
         """Deletes `path` and everything in it; False if it was gone."""

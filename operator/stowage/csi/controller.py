@@ -2,8 +2,10 @@
 
 CreateVolume plans the volume with the backend's driver (the same plan the in-tree provisioner
 makes) and records it as a BackendVolume named by the volume's ID; a repeated call is answered
-from the record. DeleteVolume deletes the record; where data is to be released on a node, the
-record's finalizer holds it until that node's plugin has released the data. DeleteVolume waits
+from the record. A volume whose directory is in an export on a server (nfs) has it made there
+first (stowage.csi.remote_data). DeleteVolume releases such a directory, then deletes
+the record; where data is to be released on a node, the record's finalizer holds it until that
+node's plugin has released the data. DeleteVolume waits
 a little for that, and answers UNAVAILABLE while it is not done, so that the provisioner
 retries.
 """
@@ -18,11 +20,12 @@ from collections.abc import Sequence
 import grpc
 from google.protobuf import wrappers_pb2
 
-from stowage.api.backend import StorageBackend
+from stowage.api.backend import OnDelete, StorageBackend
 from stowage.api.volume import BackendVolumeSpec
 from stowage.backends import backend_ref, parse_backend
-from stowage.csi import volumes
+from stowage.csi import remote_data, volumes
 from stowage.csi.proto import csi_pb2, csi_pb2_grpc
+from stowage.csi.releasing import release_plan
 from stowage.csi.server import require
 from stowage.drivers import driver_for
 from stowage.drivers.base import (
@@ -31,6 +34,7 @@ from stowage.drivers.base import (
     ClaimRequest,
     ProvisionContext,
     ProvisionedVolume,
+    RemoteExport,
     Unprovisionable,
 )
 from stowage.kube import AlreadyExistsError, ApiError, ConflictError, Json, Kube
@@ -106,11 +110,12 @@ class Controller(csi_pb2_grpc.ControllerServicer):
         driver = driver_for(model.spec.storage_type)
         ref = backend_ref(backend_name, model)
         root = driver.csi_directory_root(ref)
-        if root is None:
+        if root is None or not driver.served_by_csi(ref):
             raise Failed(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"StorageBackend {backend_name} ({model.spec.storage_type.value}) is not served "
-                "through CSI yet: its StorageClass uses the stowage.io/provisioner",
+                "through CSI (provisioning.csi is not set, or the type has no CSI path yet): "
+                "its StorageClass uses the stowage.io/provisioner",
             )
         # A claim always asks for a size; a bare CSI call need not (then 0: no size of its own).
         sized = dataclasses.replace(claim, requested_bytes=claim.requested_bytes or 1)
@@ -140,6 +145,11 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             provisioning.directory_mode,
             volumes.DirectoryOwner(owner.uid, owner.gid) if owner else volumes.DirectoryOwner(),
         )
+        # Before the record: a volume that cannot be made leaves no record behind, which no
+        # DeleteVolume would ever come for once its claim is gone.
+        self._make_remote_directory(
+            name, driver.remote_export(ref, name), volumes.record_spec(record)
+        )
         try:
             created = self._kube.create(BACKEND_VOLUMES, record)
         except AlreadyExistsError:
@@ -147,9 +157,26 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             existing = self._kube.get(BACKEND_VOLUMES, name)
             if existing is None:
                 raise Failed(grpc.StatusCode.ABORTED, f"volume {name} was just deleted") from None
-            return self._existing(name, existing, claim.requested_bytes)
-        log.info("volume %s of backend %s on node %s", name, backend_name, plan.location.node)
+            return volumes.csi_volume(name, self._existing(name, existing, claim.requested_bytes))
+        where = plan.location.node or plan.location.server
+        log.info("volume %s of backend %s on %s", name, backend_name, where)
         return volumes.csi_volume(name, volumes.record_spec(created))
+
+    @staticmethod
+    def _make_remote_directory(
+        name: str, export: RemoteExport | None, spec: BackendVolumeSpec
+    ) -> None:
+        """Makes the volume's directory on its server, for a type whose directories are in an
+        export (a directory there already is left as it is)."""
+        if export is None or spec.server is None:
+            return
+        try:
+            remote_data.make_directory(export, spec.server, spec.path, volumes.new_directory(spec))
+        except (OSError, ValueError) as error:
+            raise Failed(
+                grpc.StatusCode.UNAVAILABLE,
+                f"volume {name}: making its directory on {spec.server}: {error}",
+            ) from error
 
     def _candidate_nodes(self, selected: str | None) -> Sequence[Json]:
         """The scheduler's node alone when it chose one (WaitForFirstConsumer, or the CO's
@@ -159,7 +186,7 @@ class Controller(csi_pb2_grpc.ControllerServicer):
         node = self._kube.get(NODES, selected)
         return [node] if node is not None else []
 
-    def _existing(self, name: str, record: Json, requested: int) -> csi_pb2.Volume:
+    def _existing(self, name: str, record: Json, requested: int) -> BackendVolumeSpec:
         spec = volumes.record_spec(record)
         if record["metadata"].get("deletionTimestamp"):
             raise Failed(grpc.StatusCode.ABORTED, f"volume {name} is being deleted")
@@ -168,7 +195,7 @@ class Controller(csi_pb2_grpc.ControllerServicer):
                 grpc.StatusCode.ALREADY_EXISTS,
                 f"volume {name} exists with {spec.capacity_bytes} bytes, not {requested}",
             )
-        return volumes.csi_volume(name, spec)
+        return spec
 
     def _backend(self, name: str) -> StorageBackend:
         body = self._kube.get(STORAGE_BACKENDS, name)
@@ -220,6 +247,10 @@ class Controller(csi_pb2_grpc.ControllerServicer):
         record = self._kube.get(BACKEND_VOLUMES, request.volume_id)
         if record is None:
             return csi_pb2.DeleteVolumeResponse()  # deleted already, or never made
+        try:
+            self._release_remote(request.volume_id, volumes.record_spec(record))
+        except Failed as error:
+            context.abort(error.code, str(error))
         if not record["metadata"].get("deletionTimestamp"):
             try:
                 self._kube.delete(BACKEND_VOLUMES, request.volume_id)
@@ -234,6 +265,32 @@ class Controller(csi_pb2_grpc.ControllerServicer):
                 "to release its data",
             )
         return csi_pb2.DeleteVolumeResponse()
+
+    def _release_remote(self, name: str, spec: BackendVolumeSpec) -> None:
+        """Deletes or archives the directory of a volume on a server as its backend says,
+        before the record goes (the record is what a retry finds it by)."""
+        if spec.server is None:
+            return
+        plan = release_plan(self._kube, name, spec)
+        if plan.action is OnDelete.RETAIN:
+            log.info("volume %s: its directory %s on %s is kept", name, spec.path, spec.server)
+            return
+        ref = backend_ref(spec.backend, self._backend(spec.backend))
+        export = driver_for(ref.spec.storage_type).remote_export(ref, name)
+        if export is None:
+            raise Failed(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"volume {name}: StorageBackend {spec.backend} no longer has an export",
+            )
+        try:
+            found = remote_data.release(export, spec.server, spec.path, plan)
+        except (OSError, ValueError) as error:
+            raise Failed(
+                grpc.StatusCode.UNAVAILABLE,
+                f"volume {name}: {plan.action.value} of {spec.path} on {spec.server}: {error}",
+            ) from error
+        outcome = "done" if found else "nothing there"
+        log.info("volume %s released (%s: %s)", name, plan.action.value, outcome)
 
     def _released(self, name: str) -> Json | None:
         """Waits up to RELEASE_WAIT seconds for the node plugin to release the record (a

@@ -1,6 +1,8 @@
 """The CSI Node service, in the mount helper on each node: it hands a volume's data to a pod.
 
-A node-directory volume's directory is made below its backend's root the first time the volume
+A volume whose context names a server (nfs) is mounted from there onto the kubelet's target
+path by the node's kernel NFS client, with the PV's mount options. A node-directory volume's
+directory is made below its backend's root the first time the volume
 is published on its node (as the in-tree hostPath DirectoryOrCreate did, and with the mode and
 owner the backend sets), with the tmpfs of its size mounted on it where the volume is one
 (emptyDir medium Memory), then bind-mounted onto the kubelet's target path; read-only where the
@@ -88,6 +90,29 @@ def published_elsewhere(
         other
         for other in bind_targets(path, entries)
         if other not in (target, path) and not (seen_again and other.startswith(seen_again))
+    ]
+
+
+def remote_source(server: str, path: str) -> str:
+    """The NFS mount source of the directory `path` on `server` (an IPv6 address bracketed)."""
+    return f"[{server}]:{path}" if ":" in server else f"{server}:{path}"
+
+
+def remote_mount_arguments(
+    source: str, target: str, flags: Sequence[str], *, read_only: bool
+) -> list[str]:
+    """mount(8)'s arguments for the kernel's NFS client: the PV's mount options (the
+    StorageClass's, with the backend's NFS version), and `ro` where the volume is read-only."""
+    options = [*flags, "ro"] if read_only else list(flags)
+    return ["-t", "nfs", *(["-o", ",".join(options)] if options else []), source, target]
+
+
+def mounted_from(source: str, target: str, entries: Sequence[mounting.MountEntry]) -> list[str]:
+    """The mount points other than `target` where `source` is mounted."""
+    return [
+        entry.mount_point
+        for entry in entries
+        if entry.source == source and entry.mount_point != target
     ]
 
 
@@ -188,26 +213,34 @@ class Node(csi_pb2_grpc.NodeServicer):
                 "(not a volume of this driver)",
             )
         target = request.target_path
+        single_writer = request.volume_capability.access_mode.mode == SINGLE_WRITER
         try:
             if mounting.is_mount_point(target):
                 return csi_pb2.NodePublishVolumeResponse()
-            root, path = on_host(self._host_root, root), on_host(self._host_root, path)
-            work = node_volume(root, path, volume)
-            node_volumes.make(work, new_directory(volume), no_checkout, MOUNT_TIMEOUT)
-            single_writer = request.volume_capability.access_mode.mode == SINGLE_WRITER
-            elsewhere = (
-                published_elsewhere(path, target, mounting.mount_table(), self._host_root)
-                if single_writer
-                else []
-            )
-            if elsewhere:
+            server = volume.get("server")
+            if server:
+                source = remote_source(server, path)
+                elsewhere = mounted_from(source, target, mounting.mount_table())
+            else:
+                root, path = on_host(self._host_root, root), on_host(self._host_root, path)
+                work = node_volume(root, path, volume)
+                node_volumes.make(work, new_directory(volume), no_checkout, MOUNT_TIMEOUT)
+                elsewhere = published_elsewhere(
+                    path, target, mounting.mount_table(), self._host_root
+                )
+            if single_writer and elsewhere:
                 context.abort(
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"volume {request.volume_id} is single-writer (ReadWriteOncePod) and "
                     f"published at {elsewhere[0]} already",
                 )
             os.makedirs(target, exist_ok=True)
-            bind(path, target, read_only=publishes_read_only(request))
+            read_only = publishes_read_only(request)
+            if server:
+                flags = request.volume_capability.mount.mount_flags
+                run_mount(remote_mount_arguments(source, target, flags, read_only=read_only))
+            else:
+                bind(path, target, read_only=read_only)
         except (OSError, ValueError, MountError, node_volumes.NodeVolumeError) as error:
             context.abort(grpc.StatusCode.INTERNAL, f"volume {request.volume_id}: {error}")
         return csi_pb2.NodePublishVolumeResponse()

@@ -16,22 +16,21 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from stowage.agent import node_volumes
 from stowage.agent.claim_data import archive_directory_below
-from stowage.api.backend import OnDelete
-from stowage.api.volume import NODE_DATA_FINALIZER, BackendVolumeSpec
-from stowage.backends import backend_ref, parse_backend
+from stowage.api.volume import NODE_DATA_FINALIZER
 from stowage.backoff import doubling_pause
 from stowage.csi.node import on_host
+from stowage.csi.releasing import release_plan
 from stowage.csi.volumes import NODE_LABEL, node_label, record_spec, releasing_done
-from stowage.drivers import driver_for
-from stowage.drivers.base import DataLocation, NodeVolume, ProvisionedVolume, ReleasePlan
+from stowage.drivers.base import NodeVolume
 from stowage.kube import ApiError, ConflictError, Json, Kube
 from stowage.kube.events import post_event
-from stowage.kube.resources import BACKEND_VOLUMES, STORAGE_BACKENDS
+from stowage.kube.resources import BACKEND_VOLUMES
 
 log = logging.getLogger(__name__)
 
@@ -61,33 +60,17 @@ class NodeData:
         self._releasing = threading.Lock()  # the watch and the retries release one at a time
         self._failed: dict[str, Failure] = {}
 
-    def release_plan(self, name: str, spec: BackendVolumeSpec) -> ReleasePlan:
-        """What the backend's driver says becomes of the data now (the backend's onDelete, or
-        Delete for an ephemeral type); Retain when the backend is gone or invalid."""
-        location = DataLocation(path=spec.path, node=spec.node)
-        body = self._kube.get(STORAGE_BACKENDS, spec.backend)
-        model = parse_backend(body) if body is not None else None
-        if model is None or isinstance(model, str):
-            return ReleasePlan(action=OnDelete.RETAIN, location=location)
-        volume = ProvisionedVolume(name=name, capacity_bytes=spec.capacity_bytes, location=location)
-        driver = driver_for(model.spec.storage_type)
-        return driver.release(backend_ref(spec.backend, model), volume)
-
     def release(self, record: Json) -> None:
         """Carries out the release plan on the volume's directory, then removes the finalizer
         (only this one, and only from the version read)."""
         name = record["metadata"]["name"]
         spec = record_spec(record)
-        plan = self.release_plan(name, spec)
+        plan = release_plan(self._kube, name, spec)
         root, path = on_host(self._host_root, spec.root), on_host(self._host_root, spec.path)
-        if plan.action is OnDelete.DELETE:
-            done = node_volumes.remove(NodeVolume(root, path, tmpfs_bytes=spec.tmpfs_bytes))
-        elif plan.action is OnDelete.ARCHIVE:
-            if plan.archive_name is None:
-                raise ValueError(f"the release plan of volume {name} names no archive")
-            done = archive_directory_below(root, path, plan.archive_name)
-        else:
-            done = False
+        work = NodeVolume(root, path, tmpfs_bytes=spec.tmpfs_bytes)
+        done = plan.carry_out(
+            partial(node_volumes.remove, work), partial(archive_directory_below, root, path)
+        )
         outcome = "done" if done else "nothing there"
         log.info("volume %s released (%s: %s)", name, plan.action.value, outcome)
         self._kube.merge_patch(BACKEND_VOLUMES, name, releasing_done(record))

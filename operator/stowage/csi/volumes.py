@@ -20,6 +20,7 @@ from stowage.drivers.base import (
     CSI_TOPOLOGY_KEY,
     AccessMode,
     ClaimRequest,
+    NewDirectory,
     VolumeMode,
     VolumePlan,
 )
@@ -184,6 +185,7 @@ def backend_volume(
         root=directory.root,
         path=plan.location.path or directory.root,
         node=plan.location.node,
+        server=plan.location.server,
         read_only=plan.location.read_only,
         tmpfs_bytes=directory.tmpfs_bytes,
         directory_mode=mode,
@@ -219,8 +221,16 @@ def record_spec(record: Mapping[str, Any]) -> BackendVolumeSpec:
     return BackendVolumeSpec.model_validate(record["spec"])
 
 
+def new_directory(spec: BackendVolumeSpec) -> NewDirectory:
+    """Mode and owner of the volume's directory when it is made."""
+    return NewDirectory(
+        mode=int(spec.directory_mode, 8), uid=spec.directory_uid, gid=spec.directory_gid
+    )
+
+
 def volume_context(spec: BackendVolumeSpec) -> dict[str, str]:
-    """What NodePublishVolume reads: the record's spec, flattened to strings."""
+    """What NodePublishVolume reads: the record's spec, flattened to strings (`server` for a
+    directory on a server, which the node mounts from there)."""
     context = {
         "backend": spec.backend,
         "storageType": spec.storage_type,
@@ -232,6 +242,8 @@ def volume_context(spec: BackendVolumeSpec) -> dict[str, str]:
         context["directoryUid"] = str(spec.directory_uid)
     if spec.directory_gid is not None:
         context["directoryGid"] = str(spec.directory_gid)
+    if spec.server is not None:
+        context["server"] = spec.server
     if spec.read_only:
         context["readOnly"] = "true"
     if spec.tmpfs_bytes is not None:

@@ -9,7 +9,7 @@ they hand the facts in as the types below.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
@@ -440,6 +440,17 @@ class ReleasePlan:
     location: DataLocation
     archive_name: str | None = None  # the new name of the claim directory for Archive
 
+    def carry_out(self, remove: Callable[[], bool], archive: Callable[[str], bool]) -> bool:
+        """Deletes the data (`remove`) or renames it to the archive's name (`archive`), as
+        planned; whether there was anything to do (False for Retain)."""
+        if self.action is OnDelete.DELETE:
+            return remove()
+        if self.action is OnDelete.ARCHIVE:
+            if self.archive_name is None:
+                raise ValueError("the release plan names no archive")
+            return archive(self.archive_name)
+        return False
+
 
 class NodeRole(enum.Enum):
     """What the mount helpers do for a backend's volumes on the nodes."""
@@ -534,9 +545,11 @@ class Driver(Protocol):
     def release(self, backend: BackendRef, volume: ProvisionedVolume) -> ReleasePlan: ...
 
     def csi_directory_root(self, backend: BackendRef) -> str | None:
-        """The node directory below which the CSI node plugin makes each volume's directory,
-        for a backend whose volumes the CSI driver serves as node directories; None for the
-        others (served by the in-tree provisioner until their CSI path exists)."""
+        """The directory below which each CSI volume's directory is made: on the volume's node
+        by its node plugin (hostPath, emptyDir), or in the export on the volume's server by
+        the CSI controller (nfs, whose `remote_export` says so); None for the types the CSI
+        driver does not serve yet (served by the in-tree provisioner until their CSI path
+        exists)."""
         ...
 
     def served_by_csi(self, backend: BackendRef) -> bool:

@@ -2,7 +2,9 @@
 
 The claim's server is chosen by rendezvous hash of its UID, so claims spread over the servers.
 The helpers make and remove claim directories on the claim's server through a userspace NFS
-client (stowage.clients.nfs): no node mounts the export for it.
+client (stowage.clients.nfs): no node mounts the export for it. Through the CSI driver
+(provisioning.csi), the CSI controller makes and releases them the same way, and the node
+plugin mounts each volume's directory with the node's kernel NFS client.
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ class NfsDriver(BaseDriver[NfsSpec]):
         if plan.location.read_only:
             source["readOnly"] = True
         return {"nfs": source}
+
+    def csi_directory_root(self, backend: BackendRef) -> str | None:
+        return self.type_spec(backend).path
 
     def remote_export(self, backend: BackendRef, node: str) -> RemoteExport:
         spec = self.type_spec(backend)
