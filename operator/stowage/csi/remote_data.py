@@ -9,7 +9,6 @@ import contextlib
 from collections.abc import Iterator
 from functools import partial
 
-from stowage.api.backend import OnDelete
 from stowage.clients.nfs import NfsSession
 from stowage.drivers.base import NewDirectory, ReleasePlan, RemoteExport
 
@@ -34,9 +33,7 @@ def make_directory(export: RemoteExport, server: str, path: str, new: NewDirecto
 
 
 def release(export: RemoteExport, server: str, path: str, plan: ReleasePlan) -> bool:
-    """Deletes or archives the volume's directory on `server` as `plan` says; False when
-    there was nothing to do (Retain, or the directory is gone)."""
-    if plan.action is OnDelete.RETAIN:
-        return False
+    """Deletes or archives the volume's directory on `server` as `plan` says (the caller
+    keeps a Retain plan from here: it needs no connection); False when the directory is gone."""
     with session(export, server) as nfs:
         return plan.carry_out(partial(nfs.remove_tree, path), partial(nfs.archive, path))
