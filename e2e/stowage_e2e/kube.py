@@ -146,8 +146,18 @@ class Kube:
                 if condition(obj):
                     return obj
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"{kind}/{name}: no {what} after {timeout:.0f} s; last: {obj}")
+                raise TimeoutError(
+                    f"{kind}/{name}: no {what} after {timeout:.0f} s; last: {obj}"
+                    + (f"\nEvents in {namespace}:\n{self.events(namespace)}" if namespace else "")
+                )
             time.sleep(interval)
+
+    def events(self, namespace: str) -> str:
+        """The namespace's Events, oldest first, for a failure's message."""
+        result = self.run(
+            "get", "events", "--namespace", namespace, "--sort-by", ".lastTimestamp", check=False
+        )
+        return result.stdout or result.stderr
 
     def wait_for_pod_phase(
         self,

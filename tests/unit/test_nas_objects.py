@@ -155,6 +155,19 @@ def test_pods_get_a_claim_bound_to_the_export_through_the_service_address() -> N
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
+def test_a_share_is_not_ready_for_pods_until_their_claim_is_bound() -> None:
+    ref = share(claim={"name": "shared-files"})
+    assert (
+        nas.unbound(ref, None)
+        == "the claim shared-files is not made, not bound to nas-0c5a-uid yet"
+    )
+    pending = {"status": {"phase": "Pending"}}
+    assert nas.unbound(ref, pending) == (
+        "the claim shared-files is Pending, not bound to nas-0c5a-uid yet"
+    )
+    assert nas.unbound(ref, {"status": {"phase": "Bound"}}) is None
+
+
 def smb_share(**smb: Any) -> nas.ShareRef:
     users = {"usersSecretRef": {"name": "smb-users"}, "readOnlyUsers": ["bob"], **smb}
     return share(protocols=["nfs", "smb"], smb=users)

@@ -517,6 +517,15 @@ def share_volume(share: ShareRef, server: str) -> Json:
     }
 
 
+def unbound(share: ShareRef, share_claim: Json | None) -> str | None:
+    """Why the claim pods mount is not usable yet, if it is not."""
+    phase = ((share_claim or {}).get("status") or {}).get("phase")
+    if phase == "Bound":
+        return None
+    name = share.spec.claim.resolved_name(share.name)
+    return f"the claim {name} is {phase or 'not made'}, not bound to {share.volume_name} yet"
+
+
 def share_claim(share: ShareRef) -> Json:
     return {
         "apiVersion": "v1",

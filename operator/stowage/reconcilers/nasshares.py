@@ -65,6 +65,7 @@ class Reason:
     BACKEND_NOT_READY = "BackendNotReady"
     SERVER_STARTING = "ServerStarting"
     SERVER_NOT_RUNNING = "ServerNotRunning"
+    CLAIM_NOT_BOUND = "ClaimNotBound"
     APPLY_FAILED = "ApplyFailed"
     AS_EXPECTED = "AsExpected"
     NO_STANDBY = "NoStandby"
@@ -170,10 +171,12 @@ class ShareReconciler:
             claims = [nas.data_claim(share, storage_class, shared=shared)]
             if nas.serves(share, ShareProtocol.NFS):
                 claims.append(nas.share_claim(share))
-            for manifest in claims:
+            applied_claims = [
                 await apply_drifted(
                     self._runtime, PERSISTENT_VOLUME_CLAIMS, owned_manifest(manifest, body)
                 )
+                for manifest in claims
+            ]
             await apply_drifted(
                 self._runtime, CONFIG_MAPS, owned_manifest(nas.config_map(share), body)
             )
@@ -208,6 +211,11 @@ class ShareReconciler:
                 desired(READY, False, Reason.SERVER_STARTING, "the servers are starting"),
                 endpoints,
             )
+        # applied_claims[0] is the servers' data claim; a second one is the pods' share claim.
+        unbound = next(filter(None, (nas.unbound(share, c) for c in applied_claims[1:])), None)
+        if unbound:
+            # Pods made before the claim is bound may wait for the scheduler's next full retry.
+            return Outcome(desired(READY, False, Reason.CLAIM_NOT_BOUND, unbound), endpoints)
         served = ", ".join(endpoints.values())
         active = (lease.get("spec") or {}).get("holderIdentity")
         if active:
