@@ -171,8 +171,9 @@ def fuse_clients_of(mount_point: Path) -> list[int]:
 
 def claim_directory(kube: Kube, namespace: str, backend: str) -> Path:
     """The bound claim `data`'s directory, relative to the backend mount (as on each brick)."""
-    volume = scenario.bound_volume(kube, "data", namespace)
-    return Path(volume["spec"]["local"]["path"]).relative_to(MOUNTS_DIR / backend)
+    spec = scenario.bound_volume(kube, "data", namespace)["spec"]
+    path = spec["csi"]["volumeAttributes"]["path"] if "csi" in spec else spec["local"]["path"]
+    return Path(path).relative_to(MOUNTS_DIR / backend)
 
 
 def ceph_user_secret(name: str, user: str, key: str) -> dict[str, Any]:

@@ -352,6 +352,48 @@ def test_a_claim_gets_its_own_directory_first_and_cannot_write_beyond_its_size(
     kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
 
 
+def test_a_csi_claim_is_a_directory_of_the_helpers_mount_limited_to_its_size_and_released(
+    kube: Kube,
+    namespace: str,
+    gluster: GlusterCluster,
+    new_backend: Callable[..., str],
+    stowage_images: Images,
+) -> None:
+    """Through stowage's CSI driver: the helpers keep the Gluster volume mounted and label
+    their nodes; the PV requires that label, the node plugin makes the claim's directory in
+    the mount with the backend's mode, owner and a quota of the claim's size when the first
+    pod uses it, and deleting the claim deletes it on every brick."""
+    owner = {"directoryMode": "2770", "directoryOwner": {"uid": 1000, "gid": 2000}}
+    name = new_backend(provisioning={"csi": True, **owner})
+    scenario.wait_ready(kube, name)
+    wait_for_label(kube, name, "ready")
+    kube.apply(scenario.claim("data", name, "10Mi", "ReadWriteMany"), namespace)
+    pod = scenario.script_pod("writer", "data", stowage_images.operator, OVERFILL)
+    pod["spec"]["securityContext"] = {"runAsUser": 1000, "runAsGroup": 2000}
+    kube.apply(pod, namespace)
+    log = finished_log(kube, namespace, "writer")
+    size_kib, written, all_written = overfilled(log)
+    assert size_kib == 10240  # df in the pod shows the claim's size
+    assert not all_written and "Disk quota exceeded" in log
+    assert written < 16 * 2**20, f"{written} bytes got into a 10 MiB claim"
+
+    volume = scenario.bound_volume(kube, "data", namespace)
+    assert volume["spec"]["csi"]["driver"] == "csi.stowage.io"
+    (term,) = volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [
+        {"key": f"mount.stowage.io/{name}", "operator": "In", "values": ["ready"]}
+    ]
+    relative = claim_directory(kube, namespace, name)
+    for host in gluster.hosts:
+        made = (gluster.brick(host) / relative).stat()
+        assert (made.st_mode & 0o7777, made.st_uid, made.st_gid) == (0o2770, 1000, 2000)
+        assert (gluster.brick(host) / relative / "big").exists(), f"brick of {host.name}"
+
+    release_claim(kube, namespace)
+    for host in gluster.hosts:
+        assert not (gluster.brick(host) / relative).exists(), f"brick of {host.name}"
+
+
 def test_a_volume_without_quota_leaves_the_claim_pending_with_the_reason(
     kube: Kube, namespace: str, gluster: GlusterCluster, new_backend: Callable[..., str]
 ) -> None:

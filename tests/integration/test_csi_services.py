@@ -532,11 +532,11 @@ def test_a_csi_backend_names_the_driver_waits_for_it_and_for_its_volumes_on_dele
 def test_a_type_without_a_csi_path_that_asks_for_csi_is_not_ready(
     api: Api, operator: OperatorProcess, backends: Callable[[str, dict[str, Any]], str]
 ) -> None:
-    gluster = {"hosts": ["127.0.0.1"], "volume": "gv0"}
-    name = backends("csi-gluster", {"glusterfs": gluster, "provisioning": {"csi": True}})
+    repository = {"repository": "https://127.0.0.1/none.git"}
+    name = backends("csi-git", {"gitRepo": repository, "provisioning": {"csi": True}})
     refused = api.wait_condition(name, status="False", reason="InvalidSpec")
     assert "provisioning.csi" in refused["message"]
-    assert "does not serve glusterfs volumes" in refused["message"]
+    assert "does not serve gitRepo volumes" in refused["message"]
 
 
 def test_an_in_memory_volume_is_a_tmpfs_of_its_size_that_outlasts_its_pods_until_released(

@@ -177,6 +177,30 @@ def test_the_record_of_a_directory_on_a_server_names_the_server_for_the_node_to_
     assert volumes.new_directory(spec) == NewDirectory(mode=0o750, uid=7, gid=None)
 
 
+def test_a_volume_in_a_backend_mount_is_usable_where_the_mount_is_ready_and_handed_over() -> None:
+    path = "/var/lib/stowage/mounts/gv/apps-data-x"
+    plan = dataclasses.replace(node_plan(path, 10 << 20), location=DataLocation(path=path))
+    directory = volumes.NodeDirectory(
+        "/var/lib/stowage/mounts/gv",
+        backend_mount="/var/lib/stowage/mounts/gv",
+        quota_bytes=10 << 20,
+    )
+    record = volumes.backend_volume(
+        "v", "gv", "glusterfs", directory, plan, single_writer_claim(), "2770",
+        volumes.DirectoryOwner(),
+    )  # fmt: skip
+    # No node holds it; the finalizer waits for the node DeleteVolume hands it to.
+    assert record["metadata"]["finalizers"] == [NODE_DATA_FINALIZER]
+    assert "stowage.io/node" not in record["metadata"]["labels"]
+    volume = volumes.csi_volume("v", volumes.record_spec(record))
+    assert volume.volume_context["backendMount"] == "/var/lib/stowage/mounts/gv"
+    assert volume.volume_context["quotaBytes"] == str(10 << 20)
+    assert volume.volume_context["path"] == path
+    assert [dict(t.segments) for t in volume.accessible_topology] == [
+        {"mount.stowage.io/gv": "ready"}
+    ]
+
+
 def test_a_tmpfs_volume_tells_the_node_plugin_its_size() -> None:
     plan = node_plan("/var/lib/stowage/volumes/ram/apps-data-x", 8 << 20)
     claim = single_writer_claim()

@@ -286,6 +286,19 @@ def test_a_csi_empty_dir_backend_runs_no_helper_on_disk_or_in_memory() -> None:
     assert problems(memory) == []
 
 
+def test_a_csi_shared_mount_backend_keeps_its_helpers_mount_and_has_its_directories_there() -> None:
+    ref = backend("gv", {**GLUSTER, "provisioning": {"csi": True, "basePath": "k8s"}})
+    driver = driver_for(ref.spec.storage_type)
+    assert driver.served_by_csi(ref)
+    assert problems(ref) == []
+    # The helpers keep mounting the backend on the nodes; the node plugin works in the mount.
+    assert driver.node_role(ref) is NodeRole.SHARED_MOUNT
+    assert driver.csi_backend_mount(ref) == "/var/lib/stowage/mounts/gv"
+    assert driver.csi_directory_root(ref) == "/var/lib/stowage/mounts/gv/k8s"
+    host_path = backend("local", {**HOST_PATH, "provisioning": {"csi": True}})
+    assert driver_for(host_path.spec.storage_type).csi_backend_mount(host_path) is None
+
+
 def test_csi_is_refused_where_the_driver_has_no_csi_path() -> None:
     quota = backend("q", {**HOST_PATH, "provisioning": {"csi": True, "enforceQuota": True}})
     assert any(

@@ -25,6 +25,7 @@ NODE_SIDE = (
     "stowage.csi.node",
     "stowage.csi.node_data",
     "stowage.csi.node_capacity",
+    "stowage.csi.backend_mounts",
 )
 # Serves either side, as its settings say (it loads each side's service when asked for it).
 BOTH_SIDES = "stowage.csi.plugin"

@@ -39,6 +39,14 @@ def gluster_limit_value(limit_bytes: int) -> bytes:
     return struct.pack(">qq", limit_bytes, GLUSTER_DEFAULT_SOFT_LIMIT)
 
 
+def limit_in_force(mount_point: str, path: str, limit_bytes: int) -> bool:
+    """The directory `path` below the mount reports `limit_bytes` as its size, which is how a
+    limit in force shows (Gluster's quota-deem-statfs, ceph-fuse's quota df)."""
+    with opened_directory(mount_point, parts_below(mount_point, path)) as directory:
+        reported = os.fstatvfs(directory)
+    return reported.f_blocks * reported.f_frsize == limit_bytes
+
+
 class DirectoryQuotas:
     """Sets the limits of claim directories below one backend mount.
 
@@ -69,19 +77,17 @@ class DirectoryQuotas:
         """Limits the directory `path` (below the backend mount) to `limit_bytes`."""
         parts = parts_below(self._mount.mount_point, path)
         if self._mount.fs_type == "glusterfs":
-            self._limit_gluster(parts, limit_bytes)
+            self._limit_gluster(path, parts, limit_bytes)
         elif self._mount.fs_type == "ceph":
             with opened_directory(self._mount.mount_point, parts) as directory:
                 os.setxattr(directory, CEPH_LIMIT_ATTRIBUTE, str(limit_bytes).encode())
         else:
             raise QuotaError(f"{self._mount.fs_type} has no directory quotas")
 
-    def _limit_gluster(self, parts: list[str], limit_bytes: int) -> None:
+    def _limit_gluster(self, path: str, parts: list[str], limit_bytes: int) -> None:
         with opened_directory(self._gluster_auxiliary_mount(), parts) as directory:
             os.setxattr(directory, GLUSTER_LIMIT_ATTRIBUTE, gluster_limit_value(limit_bytes))
-        with opened_directory(self._mount.mount_point, parts) as directory:
-            reported = os.fstatvfs(directory)
-        if reported.f_blocks * reported.f_frsize != limit_bytes:
+        if not limit_in_force(self._mount.mount_point, path, limit_bytes):
             volume = mounting.volume_of(self._mount.sources[0])
             raise QuotaError(
                 f"the limit is set but not enforced: Gluster volume {volume} needs quota "

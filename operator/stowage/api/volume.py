@@ -3,9 +3,10 @@
 The CSI controller creates it in CreateVolume and deletes it in DeleteVolume; its name is the
 volume's ID. It holds what the ID cannot: the backend, the node of a node-local volume, where
 the data lives and the size granted, so that a repeated CreateVolume is answered from it and a
-DeleteVolume knows what to release. Where the data is released on a node, the finalizer
-`stowage.io/node-data` keeps the record until that node's plugin has done it (TopoLVM keeps a
-LogicalVolume the same way).
+DeleteVolume knows what to release. Where the data is released on a node (a node-local
+volume's node, or for a volume in a backend mount, a node the controller picks among those
+with the mount ready), the finalizer `stowage.io/node-data` keeps the record until that node's
+plugin has done it (TopoLVM keeps a LogicalVolume the same way).
 """
 
 from __future__ import annotations
@@ -39,6 +40,19 @@ class BackendVolumeSpec(ApiModel):
         max_length=253,
         description="The server whose export holds the volume's directory (nfs); `root` is "
         "the export, `path` the directory as clients mount it.",
+    )
+    backend_mount: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="The backend mount the volume's directory is in (glusterfs, cephfs, cifs): "
+        "the backend's helpers mount it on every node that can use the volume, and the node "
+        "plugin makes and releases the directory there.",
+    )
+    quota_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        description="The directory is limited to this many bytes (the backend's directory "
+        "quota) when the node plugin makes it.",
     )
     read_only: bool = Field(default=False, description="The backend serves it read-only.")
     tmpfs_bytes: int | None = Field(

@@ -5,7 +5,8 @@ makes) and records it as a BackendVolume named by the volume's ID; a repeated ca
 from the record. A volume whose directory is in an export on a server (nfs) has it made there
 first (stowage.csi.remote_data). DeleteVolume releases such a directory, then deletes
 the record; where data is to be released on a node, the record's finalizer holds it until that
-node's plugin has released the data. DeleteVolume waits
+node's plugin has released the data (a volume in a backend mount is handed to a node that has
+the mount ready). DeleteVolume waits
 a little for that, and answers UNAVAILABLE while it is not done, so that the provisioner
 retries.
 """
@@ -22,7 +23,7 @@ from google.protobuf import wrappers_pb2
 
 from stowage.api.backend import OnDelete, StorageBackend
 from stowage.api.volume import BackendVolumeSpec
-from stowage.backends import backend_ref, parse_backend
+from stowage.backends import backend_ref, has_directory_quota, parse_backend
 from stowage.csi import remote_data, volumes
 from stowage.csi.proto import csi_pb2, csi_pb2_grpc
 from stowage.csi.releasing import release_plan
@@ -30,13 +31,17 @@ from stowage.csi.server import require
 from stowage.drivers import driver_for
 from stowage.drivers.base import (
     BACKEND_PARAMETER,
+    MOUNT_READY,
     CandidateNode,
     ClaimRequest,
     ProvisionContext,
     ProvisionedVolume,
     RemoteExport,
     Unprovisionable,
+    mount_label,
+    node_ready,
 )
+from stowage.drivers.placement import rendezvous_choice
 from stowage.kube import AlreadyExistsError, ApiError, ConflictError, Json, Kube
 from stowage.kube.resources import BACKEND_VOLUMES, NODES, STORAGE_BACKENDS
 
@@ -135,11 +140,13 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             )
         provisioning = model.spec.provisioning
         owner = provisioning.directory_owner
+        quota = plan.capacity_bytes if has_directory_quota(model) and plan.capacity_bytes else None
+        directory = volumes.NodeDirectory(root, tmpfs_bytes, driver.csi_backend_mount(ref), quota)
         record = volumes.backend_volume(
             name,
             backend_name,
             model.spec.storage_type.value,
-            volumes.NodeDirectory(root, tmpfs_bytes),
+            directory,
             plan,
             claim,
             provisioning.directory_mode,
@@ -247,8 +254,10 @@ class Controller(csi_pb2_grpc.ControllerServicer):
         record = self._kube.get(BACKEND_VOLUMES, request.volume_id)
         if record is None:
             return csi_pb2.DeleteVolumeResponse()  # deleted already, or never made
+        spec = volumes.record_spec(record)
         try:
-            self._release_remote(request.volume_id, volumes.record_spec(record))
+            self._release_remote(request.volume_id, spec)
+            releasing_node = self._releasing_node(record, spec)
         except Failed as error:
             context.abort(error.code, str(error))
         if not record["metadata"].get("deletionTimestamp"):
@@ -258,13 +267,45 @@ class Controller(csi_pb2_grpc.ControllerServicer):
                 context.abort(grpc.StatusCode.UNAVAILABLE, f"deleting the record: {error}")
         remaining = self._released(request.volume_id)
         if remaining is not None and not self._node_gone(remaining):
-            node = volumes.record_spec(remaining).node or "its node"
             context.abort(
                 grpc.StatusCode.UNAVAILABLE,
-                f"volume {request.volume_id}: waiting for the node plugin on {node} "
-                "to release its data",
+                f"volume {request.volume_id}: waiting for the node plugin on "
+                f"{releasing_node or 'its node'} to release its data",
             )
         return csi_pb2.DeleteVolumeResponse()
+
+    def _releasing_node(self, record: Json, spec: BackendVolumeSpec) -> str | None:
+        """The node whose plugin releases the volume's data: a node-local volume's node; for
+        a volume in a backend mount, the node it was handed to if that node still has the
+        mount ready, else one that has (labelled on the record, which that node's plugin
+        watches). UNAVAILABLE while no node has the mount."""
+        if spec.backend_mount is None:
+            return spec.node
+        name = record["metadata"]["name"]
+        mounted = self._kube.list(
+            NODES, label_selector=f"{mount_label(spec.backend)}={MOUNT_READY}"
+        )
+        ready: list[str] = [node["metadata"]["name"] for node in mounted if node_ready(node)]
+        handed_to = (record["metadata"].get("labels") or {}).get(volumes.NODE_LABEL)
+        for node in ready:
+            if volumes.node_label(node) == handed_to:
+                return node
+        if not ready:
+            raise Failed(
+                grpc.StatusCode.UNAVAILABLE,
+                f"volume {name}: no ready node has StorageBackend {spec.backend} mounted to "
+                f"release its directory {spec.path}",
+            )
+        chosen = rendezvous_choice(name, ready)
+        patch = {"metadata": {"labels": {volumes.NODE_LABEL: volumes.node_label(chosen)}}}
+        try:
+            self._kube.merge_patch(BACKEND_VOLUMES, name, patch)
+        except ApiError as error:
+            raise Failed(
+                grpc.StatusCode.UNAVAILABLE, f"volume {name}: handing it to {chosen}: {error}"
+            ) from error
+        log.info("volume %s: released by the node plugin on %s", name, chosen)
+        return chosen
 
     def _release_remote(self, name: str, spec: BackendVolumeSpec) -> None:
         """Deletes or archives the directory of a volume on a server as its backend says,

@@ -1,7 +1,10 @@
 """The CSI Node service, in the mount helper on each node: it hands a volume's data to a pod.
 
 A volume whose context names a server (nfs) is mounted from there onto the kubelet's target
-path by the node's kernel NFS client, with the PV's mount options. A node-directory volume's
+path by the node's kernel NFS client, with the PV's mount options. A volume in a backend mount
+(glusterfs, cephfs, cifs) has its directory made there, with its quota, the first time it is
+published on a node whose helper has the mount healthy (stowage.csi.backend_mounts), then
+bind-mounted like a node directory. A node-directory volume's
 directory is made below its backend's root the first time the volume
 is published on its node (as the in-tree hostPath DirectoryOrCreate did, and with the mode and
 owner the backend sets), with the tmpfs of its size mounted on it where the volume is one
@@ -23,10 +26,13 @@ from pathlib import Path
 import grpc
 
 from stowage.agent import mounting, node_volumes
+from stowage.agent.quota import QuotaError
+from stowage.csi import backend_mounts
 from stowage.csi.proto import csi_pb2, csi_pb2_grpc
 from stowage.csi.server import require
 from stowage.csi.volumes import TOPOLOGY_KEY
 from stowage.drivers.base import STOWAGE_ROOT, GitCheckout, NewDirectory, NodeVolume
+from stowage.kube import Kube
 
 RPC = csi_pb2.NodeServiceCapability.RPC
 CAPABILITIES = (RPC.SINGLE_NODE_MULTI_WRITER,)
@@ -156,7 +162,8 @@ class Node(csi_pb2_grpc.NodeServicer):
     """`host_root`: where the node's root directory is mounted in the plugin's container (the
     data's paths are the node's; the kubelet's target paths are mounted at their own path)."""
 
-    def __init__(self, node_id: str, host_root: Path = Path("/")) -> None:
+    def __init__(self, kube: Kube, node_id: str, host_root: Path = Path("/")) -> None:
+        self._kube = kube
         self._node_id = node_id
         self._host_root = host_root
 
@@ -217,10 +224,15 @@ class Node(csi_pb2_grpc.NodeServicer):
         try:
             if mounting.is_mount_point(target):
                 return csi_pb2.NodePublishVolumeResponse()
-            server = volume.get("server")
+            server, backend_mount = volume.get("server"), volume.get("backendMount")
             if server:
                 source = remote_source(server, path)
                 elsewhere = mounted_from(source, target, mounting.mount_table())
+            elif backend_mount:
+                self._make_in_backend_mount(backend_mount, path, volume)
+                elsewhere = published_elsewhere(
+                    path, target, mounting.mount_table(), self._host_root
+                )
             else:
                 root, path = on_host(self._host_root, root), on_host(self._host_root, path)
                 work = node_volume(root, path, volume)
@@ -241,9 +253,27 @@ class Node(csi_pb2_grpc.NodeServicer):
                 run_mount(remote_mount_arguments(source, target, flags, read_only=read_only))
             else:
                 bind(path, target, read_only=read_only)
-        except (OSError, ValueError, MountError, node_volumes.NodeVolumeError) as error:
+        except backend_mounts.NotMounted as error:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, f"volume {request.volume_id}: {error}"
+            )
+        except (OSError, ValueError, MountError, QuotaError, node_volumes.NodeVolumeError) as error:
             context.abort(grpc.StatusCode.INTERNAL, f"volume {request.volume_id}: {error}")
         return csi_pb2.NodePublishVolumeResponse()
+
+    def _make_in_backend_mount(self, mount_point: str, path: str, volume: dict[str, str]) -> None:
+        backend = volume.get("backend", "")
+        backend_mounts.require_mounted(mount_point, backend, self._node_id, MOUNT_TIMEOUT)
+        quota = volume.get("quotaBytes")
+        backend_mounts.make_directory(
+            self._kube,
+            backend,
+            self._node_id,
+            path,
+            new_directory(volume),
+            int(quota) if quota else None,
+            MOUNT_TIMEOUT,
+        )
 
     def NodeUnpublishVolume(
         self, request: csi_pb2.NodeUnpublishVolumeRequest, context: grpc.ServicerContext

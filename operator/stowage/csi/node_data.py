@@ -1,5 +1,6 @@
 """The node plugin's half of DeleteVolume: it deletes or archives the data of this node's
-volumes whose BackendVolume records are being deleted, then lets the records go.
+volumes whose BackendVolume records are being deleted, then lets the records go (the volumes
+of this node, and those in a backend mount that the controller handed to it).
 
 The record's finalizer `stowage.io/node-data` holds it until then; the backend's driver, with
 provisioning.onDelete as it is when the volume is released, says what becomes of the data.
@@ -24,6 +25,7 @@ from stowage.agent import node_volumes
 from stowage.agent.claim_data import archive_directory_below
 from stowage.api.volume import NODE_DATA_FINALIZER
 from stowage.backoff import doubling_pause
+from stowage.csi.backend_mounts import NotMounted, require_mounted
 from stowage.csi.node import on_host
 from stowage.csi.releasing import release_plan
 from stowage.csi.volumes import NODE_LABEL, node_label, record_spec, releasing_done
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 FIRST_RETRY_SECONDS = 2.0
 LAST_RETRY_SECONDS = 30.0
+RELEASE_TIMEOUT = 10.0  # for a backend mount to answer before its volume's data is released
 
 
 def node_selector(node: str) -> str:
@@ -66,6 +69,8 @@ class NodeData:
         name = record["metadata"]["name"]
         spec = record_spec(record)
         plan = release_plan(self._kube, name, spec)
+        if spec.backend_mount is not None:
+            require_mounted(spec.backend_mount, spec.backend, self._node, RELEASE_TIMEOUT)
         root, path = on_host(self._host_root, spec.root), on_host(self._host_root, spec.path)
         work = NodeVolume(root, path, tmpfs_bytes=spec.tmpfs_bytes)
         done = plan.carry_out(
@@ -84,7 +89,13 @@ class NodeData:
                 self.release(record)
             except ConflictError:
                 pass  # changed meanwhile: its next watch event brings the new version
-            except (OSError, ValueError, ApiError, node_volumes.NodeVolumeError) as error:
+            except (
+                OSError,
+                ValueError,
+                ApiError,
+                NotMounted,
+                node_volumes.NodeVolumeError,
+            ) as error:
                 self._release_failed(record, str(error))
                 return
             self._failed.pop(name, None)

@@ -52,7 +52,7 @@ def run_plugin(kube: Kube, settings: PluginSettings, stop: threading.Event) -> N
         from stowage.csi.node_capacity import NodeCapacity
         from stowage.csi.node_data import NodeData
 
-        services.append(Node(settings.node, settings.host_root).add_to)
+        services.append(Node(kube, settings.node, settings.host_root).add_to)
         for work in (NodeData, NodeCapacity):
             task = work(kube, settings.node, settings.host_root)
             workers.append(threading.Thread(target=task.run, args=(stop,), daemon=True))

@@ -18,11 +18,13 @@ from stowage.api.volume import NODE_DATA_FINALIZER, BackendVolume, BackendVolume
 from stowage.csi.proto import csi_pb2
 from stowage.drivers.base import (
     CSI_TOPOLOGY_KEY,
+    MOUNT_READY,
     AccessMode,
     ClaimRequest,
     NewDirectory,
     VolumeMode,
     VolumePlan,
+    mount_label,
 )
 from stowage.kube import Json
 
@@ -159,10 +161,14 @@ class DirectoryOwner:
 @dataclass(frozen=True)
 class NodeDirectory:
     """Below which directory of its backend a volume's directory is made; with a tmpfs of
-    `tmpfs_bytes` mounted on it (emptyDir medium Memory)."""
+    `tmpfs_bytes` mounted on it (emptyDir medium Memory); in `backend_mount` (the backend as
+    its helpers mount it on the nodes), limited to `quota_bytes` where the backend has quotas.
+    """
 
     root: str
     tmpfs_bytes: int | None = None
+    backend_mount: str | None = None
+    quota_bytes: int | None = None
 
 
 def backend_volume(
@@ -175,9 +181,10 @@ def backend_volume(
     mode: str,
     owner: DirectoryOwner,
 ) -> Json:
-    """The BackendVolume record of a new volume. A node-local volume's record carries the
-    finalizer that keeps it until its node has released the data, as the backend says when
-    the volume is released (so an onDelete changed meanwhile counts)."""
+    """The BackendVolume record of a new volume. The record of a node-local volume, or of one
+    in a backend mount, carries the finalizer that keeps it until a node has released the data
+    (its node; for a backend mount, the node DeleteVolume hands it to), as the backend says
+    when the volume is released (so an onDelete changed meanwhile counts)."""
     spec = BackendVolumeSpec(
         backend=backend,
         storage_type=storage_type,
@@ -188,6 +195,8 @@ def backend_volume(
         server=plan.location.server,
         read_only=plan.location.read_only,
         tmpfs_bytes=directory.tmpfs_bytes,
+        backend_mount=directory.backend_mount,
+        quota_bytes=directory.quota_bytes,
         directory_mode=mode,
         directory_uid=owner.uid,
         directory_gid=owner.gid,
@@ -197,7 +206,7 @@ def backend_volume(
     metadata: dict[str, Any] = {"name": name, "labels": {BACKEND_LABEL: backend}}
     if plan.location.node:
         metadata["labels"][NODE_LABEL] = node_label(plan.location.node)
-    if plan.location.node:
+    if plan.location.node or directory.backend_mount:
         metadata["finalizers"] = [NODE_DATA_FINALIZER]
     return {
         "apiVersion": API_VERSION,
@@ -248,16 +257,28 @@ def volume_context(spec: BackendVolumeSpec) -> dict[str, str]:
         context["readOnly"] = "true"
     if spec.tmpfs_bytes is not None:
         context["tmpfsBytes"] = str(spec.tmpfs_bytes)
+    if spec.backend_mount is not None:
+        context["backendMount"] = spec.backend_mount
+    if spec.quota_bytes is not None:
+        context["quotaBytes"] = str(spec.quota_bytes)
     return context
 
 
+def accessible_topology(spec: BackendVolumeSpec) -> list[csi_pb2.Topology]:
+    """Where the volume can be used: its node; for a volume in a backend mount, the nodes
+    whose helper has the mount healthy (the label it keeps on them, which the scheduler then
+    matches, so that a node whose mount fails gets no pods of the volume); anywhere else."""
+    if spec.node is not None:
+        return [csi_pb2.Topology(segments={TOPOLOGY_KEY: spec.node})]
+    if spec.backend_mount is not None:
+        return [csi_pb2.Topology(segments={mount_label(spec.backend): MOUNT_READY})]
+    return []
+
+
 def csi_volume(name: str, spec: BackendVolumeSpec) -> csi_pb2.Volume:
-    topology = (
-        [csi_pb2.Topology(segments={TOPOLOGY_KEY: spec.node})] if spec.node is not None else []
-    )
     return csi_pb2.Volume(
         volume_id=name,
         capacity_bytes=spec.capacity_bytes,
         volume_context=volume_context(spec),
-        accessible_topology=topology,
+        accessible_topology=accessible_topology(spec),
     )

@@ -546,10 +546,17 @@ class Driver(Protocol):
 
     def csi_directory_root(self, backend: BackendRef) -> str | None:
         """The directory below which each CSI volume's directory is made: on the volume's node
-        by its node plugin (hostPath, emptyDir), or in the export on the volume's server by
-        the CSI controller (nfs, whose `remote_export` says so); None for the types the CSI
+        by its node plugin (hostPath, emptyDir), in the backend mount by the node plugin of
+        the node that first publishes it (glusterfs, cephfs, cifs), or in the export on the
+        volume's server by the CSI controller (nfs, whose `remote_export` says so); None for
+        the types the CSI
         driver does not serve yet (served by the in-tree provisioner until their CSI path
         exists)."""
+        ...
+
+    def csi_backend_mount(self, backend: BackendRef) -> str | None:
+        """The backend mount the CSI volumes' directories are in, which the backend's helpers
+        keep on the nodes (shared-mount types); None for types without one."""
         ...
 
     def served_by_csi(self, backend: BackendRef) -> bool:

@@ -3,7 +3,8 @@
 Two placements:
 - `SharedMountDriver` (glusterfs, cephfs, cifs): the helper mounts the backend on every node;
   a claim is a directory in it, usable on any node whose mount is healthy, i.e. labelled
-  `mount.stowage.io/<backend>=ready`.
+  `mount.stowage.io/<backend>=ready`. Through CSI, the helpers keep the mount and the node
+  plugin makes the volume's directory there on its first publish (stowage.csi.node).
 - `NodePinnedDriver` (hostPath, emptyDir, gitRepo, lvm, rbd): the data is made for one node
   (a directory of that node, an LV of its volume group, an RBD image mapped there: an ext4
   image must never be mounted on two nodes at once), so the PV is pinned with
@@ -88,6 +89,17 @@ class SharedMountDriver(LocalVolumeDriver[SpecT]):
     def mount_sources(self, backend: BackendRef) -> dict[str, str]:
         """The mount source of each storage host."""
         raise NotImplementedError
+
+    def node_role(self, backend: BackendRef) -> NodeRole:
+        # Through CSI too: the helpers keep the backend mounted, the node plugin serves the
+        # volumes' directories in it.
+        return self.role
+
+    def csi_backend_mount(self, backend: BackendRef) -> str | None:
+        return backend_mount_point(backend)
+
+    def csi_directory_root(self, backend: BackendRef) -> str | None:
+        return path_under(backend_mount_point(backend), backend.spec.provisioning.base_path)
 
     def type_mount_options(self, backend: BackendRef) -> tuple[str, ...]:
         """Options the type's fields imply; the helper adds credentials from the Secret."""
