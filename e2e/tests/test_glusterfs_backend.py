@@ -320,6 +320,19 @@ def md5_of(path: Path) -> str:
 IMMEDIATE: dict[str, Any] = {"storageClass": {"volumeBindingMode": "Immediate"}}
 
 
+def assert_owner_cannot_overfill(kube: Kube, namespace: str, pod: str, images: Images) -> None:
+    """A pod as the directory's owner (1000:2000) sees the 10 MiB claim `data` in df, and the
+    quota stops its 20 MiB write."""
+    script_pod = scenario.script_pod(pod, "data", images.operator, OVERFILL)
+    script_pod["spec"]["securityContext"] = {"runAsUser": 1000, "runAsGroup": 2000}
+    kube.apply(script_pod, namespace)
+    log = finished_log(kube, namespace, pod)
+    size_kib, written, all_written = overfilled(log)
+    assert size_kib == 10240  # df in the pod shows the claim's size
+    assert not all_written and "Disk quota exceeded" in log
+    assert written < 16 * 2**20, f"{written} bytes got into a 10 MiB claim"
+
+
 def test_a_claim_gets_its_own_directory_first_and_cannot_write_beyond_its_size(
     kube: Kube,
     namespace: str,
@@ -340,14 +353,7 @@ def test_a_claim_gets_its_own_directory_first_and_cannot_write_beyond_its_size(
     created = datetime.fromisoformat(volume["metadata"]["creationTimestamp"]).timestamp()
     assert int(made.st_mtime) <= created, "the directory was made after its PV"
 
-    pod = scenario.script_pod("overfill", "data", stowage_images.operator, OVERFILL)
-    pod["spec"]["securityContext"] = {"runAsUser": 1000, "runAsGroup": 2000}
-    kube.apply(pod, namespace)
-    log = finished_log(kube, namespace, "overfill")
-    size_kib, written, all_written = overfilled(log)
-    assert size_kib == 10240  # df in the pod shows the claim's size
-    assert not all_written and "Disk quota exceeded" in log
-    assert written < 16 * 2**20, f"{written} bytes got into a 10 MiB claim"
+    assert_owner_cannot_overfill(kube, namespace, "overfill", stowage_images)
     kube.delete("pod", "overfill", namespace, wait=True)
     kube.delete("persistentvolumeclaim", "data", namespace, wait=True)
 
@@ -368,14 +374,7 @@ def test_a_csi_claim_is_a_directory_of_the_helpers_mount_limited_to_its_size_and
     scenario.wait_ready(kube, name)
     wait_for_label(kube, name, "ready")
     kube.apply(scenario.claim("data", name, "10Mi", "ReadWriteMany"), namespace)
-    pod = scenario.script_pod("writer", "data", stowage_images.operator, OVERFILL)
-    pod["spec"]["securityContext"] = {"runAsUser": 1000, "runAsGroup": 2000}
-    kube.apply(pod, namespace)
-    log = finished_log(kube, namespace, "writer")
-    size_kib, written, all_written = overfilled(log)
-    assert size_kib == 10240  # df in the pod shows the claim's size
-    assert not all_written and "Disk quota exceeded" in log
-    assert written < 16 * 2**20, f"{written} bytes got into a 10 MiB claim"
+    assert_owner_cannot_overfill(kube, namespace, "writer", stowage_images)
 
     volume = scenario.bound_volume(kube, "data", namespace)
     assert volume["spec"]["csi"]["driver"] == "csi.stowage.io"
