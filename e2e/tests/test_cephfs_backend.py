@@ -24,7 +24,9 @@ from stowage_e2e.helpers import (
     assert_secret_nowhere,
     backend_events,
     claim_directory,
+    finished_log,
     fuse_clients_of,
+    release_claim,
     restart_helper,
     source_at,
     wait_for_condition,
@@ -69,7 +71,7 @@ def new_backend(
 ) -> Callable[..., str]:
     """Creates cephfs StorageBackends (each with its Secret, helper and mount)."""
 
-    def create(key: str, **more: Any) -> str:
+    def create(key: str, csi: bool = False) -> str:
         def spec_of(secret: dict[str, str]) -> dict[str, Any]:
             return {
                 "cephfs": {
@@ -77,9 +79,8 @@ def new_backend(
                     "fsName": ceph.fs_name,
                     "userSecretRef": secret,
                 },
-                "provisioning": {"basePath": "/k8s", "onDelete": "Delete"},
+                "provisioning": {"basePath": "/k8s", "onDelete": "Delete", "csi": csi},
                 "storageClass": {"volumeBindingMode": "Immediate"},
-                **more,
             }
 
         return secret_backend_factory("cephfs", {"userID": HELPER_USER, "userKey": key}, spec_of)
@@ -95,6 +96,29 @@ dd if=/dev/zero of=/data/big bs=1M count=30 oflag=sync 2>/tmp/dd.err && echo "wr
 cat /tmp/dd.err
 echo "written=$(stat -c %s /data/big)"
 """
+
+
+def write_beyond_the_quota(kube: Kube, namespace: str, images: Images, in_cephfs: Path) -> str:
+    """A pod writes a file and then 30 MiB into the 12 MiB claim `data`, whose directory is
+    `in_cephfs` to the test's own client; what the file says."""
+    text = f"through ceph-fuse {uuid.uuid4()}"
+    script = WRITE_AND_OVERFILL.format(text=text)
+    kube.apply(scenario.script_pod("writer", "data", images.operator, script), namespace)
+    log = finished_log(kube, namespace, "writer")
+    assert log.splitlines()[0] == text
+    assert (in_cephfs / "hello.txt").read_text().strip() == text  # another client sees it
+    # The helper's one ceph-fuse serves the whole file system, so df shows the file system's
+    # size, not the claim's (ceph-fuse 16 reports the quota of its mount root only).
+    size_kib = int(log.split("size_kib=")[1].split()[0])
+    assert size_kib * 1024 > QUOTA
+    # Writes beyond the quota fail; CephFS quotas are approximate (the client learns the usage
+    # from the MDS), so some data may get past the limit, but never twice the claim.
+    assert "wrote 30 MiB" not in log and "Disk quota exceeded" in log
+    written = int(log.split("written=")[1].split()[0])
+    # Refused at the write that would pass the quota (the usage counts hello.txt too).
+    assert QUOTA - MiB <= written < 2 * QUOTA, written
+    assert (in_cephfs / "big").stat().st_size == written
+    return text
 
 
 def test_a_claim_is_a_directory_with_a_quota_in_cephfs_and_goes_with_delete(
@@ -121,26 +145,7 @@ def test_a_claim_is_a_directory_with_a_quota_in_cephfs_and_goes_with_delete(
     assert in_cephfs.is_dir()
     assert int(os.getxattr(in_cephfs, "ceph.quota.max_bytes")) == QUOTA
 
-    text = f"through ceph-fuse {uuid.uuid4()}"
-    script = WRITE_AND_OVERFILL.format(text=text)
-    kube.apply(scenario.script_pod("writer", "data", stowage_images.operator, script), namespace)
-    finished = kube.wait_for_pod_phase("writer", namespace, timeout=180)
-    log = kube.logs("writer", namespace)
-    print(f"\n{log}")
-    assert finished["status"]["phase"] == "Succeeded", log
-    assert log.splitlines()[0] == text
-    assert (in_cephfs / "hello.txt").read_text().strip() == text  # another client sees it
-    # The helper's one ceph-fuse serves the whole file system, so df shows the file system's
-    # size, not the claim's (ceph-fuse 16 reports the quota of its mount root only).
-    size_kib = int(log.split("size_kib=")[1].split()[0])
-    assert size_kib * 1024 > QUOTA
-    # Writes beyond the quota fail; CephFS quotas are approximate (the client learns the usage
-    # from the MDS), so some data may get past the limit, but never twice the claim.
-    assert "wrote 30 MiB" not in log and "Disk quota exceeded" in log
-    written = int(log.split("written=")[1].split()[0])
-    # Refused at the write that would pass the quota (the usage counts hello.txt too).
-    assert QUOTA - MiB <= written < 2 * QUOTA, written
-    assert (in_cephfs / "big").stat().st_size == written
+    text = write_beyond_the_quota(kube, namespace, stowage_images, in_cephfs)
 
     # A helper restart leaves ceph-fuse (and so every pod's mount) alone.
     restart_helper(kube, name)
@@ -178,3 +183,35 @@ def test_a_wrong_key_is_a_failed_mount_with_the_reason(
     degraded = wait_for_condition(kube, name, "Degraded", "MountFailed")
     print(degraded)
     assert_secret_nowhere(kube, name, wrong, "the Ceph key")
+
+
+def test_a_csi_claim_is_a_directory_with_a_quota_in_cephfs_and_goes_with_delete(
+    kube: Kube,
+    namespace: str,
+    ceph: CephCluster,
+    cephfs_root: Path,
+    new_backend: Callable[..., str],
+    stowage_images: Images,
+) -> None:
+    """Through stowage's CSI driver: the node plugin makes the claim's directory in the
+    helper's ceph-fuse mount with `ceph.quota.max_bytes` at the first publish, and deleting
+    the claim deletes it in CephFS."""
+    key = ceph.client_key(HELPER_USER)
+    name = new_backend(key, csi=True)
+    scenario.wait_ready(kube, name)
+    wait_for_label(kube, name, "ready")
+    kube.apply(scenario.claim("data", name, "12Mi", "ReadWriteMany"), namespace)
+    volume = scenario.bound_volume(kube, "data", namespace)
+    assert volume["spec"]["csi"]["driver"] == "csi.stowage.io"
+    (term,) = volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [
+        {"key": f"mount.stowage.io/{name}", "operator": "In", "values": ["ready"]}
+    ]
+    in_cephfs = cephfs_root / claim_directory(kube, namespace, name)
+    write_beyond_the_quota(kube, namespace, stowage_images, in_cephfs)
+    assert int(os.getxattr(in_cephfs, "ceph.quota.max_bytes")) == QUOTA
+
+    release_claim(kube, namespace)
+    assert not in_cephfs.exists(), "Delete left the claim's directory in CephFS"
+    assert in_cephfs.parent.is_dir()
+    assert_secret_nowhere(kube, name, key, "the Ceph key")

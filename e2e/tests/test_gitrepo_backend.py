@@ -62,27 +62,12 @@ exit 1
 """
 
 
-def test_a_pod_reads_the_checkout_read_only_and_sees_a_new_commit_after_the_period(
-    kube: Kube,
-    namespace: str,
-    git_server: GitServer,
-    backend_factory: Callable[..., str],
-    stowage_images: Images,
+def read_the_checkout_and_its_next_commit(
+    kube: Kube, namespace: str, git_server: GitServer, work: Path, images: Images
 ) -> None:
-    work = git_server.create("site.git")
-    git_server.commit(work, "index.html", "one\n")
-    spec = {
-        "gitRepo": {
-            "repository": git_server.url("site.git"),
-            "revision": "main",
-            "syncPeriod": f"{SYNC_PERIOD}s",
-        }
-    }
-    name = backend_factory("site", spec)
-    scenario.wait_ready(kube, name)
-    wait_for_label(kube, name, "ready")
-    kube.apply(scenario.claim("data", name, "10Mi", "ReadOnlyMany"), namespace)
-    pod = scenario.script_pod("writer", "data", stowage_images.operator, READER)
+    """A pod reads the claim `data`'s checkout of `work`'s repository, cannot write into it,
+    and sees the commit pushed next within the backend's period."""
+    pod = scenario.script_pod("writer", "data", images.operator, READER)
     kube.apply(pod, namespace)
     kube.wait_for_pod_phase("writer", namespace, phases=("Running", "Succeeded", "Failed"))
     kube.wait_for(
@@ -103,7 +88,30 @@ def test_a_pod_reads_the_checkout_read_only_and_sees_a_new_commit_after_the_peri
     assert log.splitlines()[0] == "one", "the first commit was not checked out"
     assert "write succeeded" not in log and "Read-only file system" in log
     assert "updated: two" in log
-    assert seen_after < SYNC_PERIOD + 20  # the period, plus the helper's interval and polling
+    assert seen_after < SYNC_PERIOD + 20  # the period, plus the sync's interval and polling
+
+
+def test_a_pod_reads_the_checkout_read_only_and_sees_a_new_commit_after_the_period(
+    kube: Kube,
+    namespace: str,
+    git_server: GitServer,
+    backend_factory: Callable[..., str],
+    stowage_images: Images,
+) -> None:
+    work = git_server.create("site.git")
+    git_server.commit(work, "index.html", "one\n")
+    spec = {
+        "gitRepo": {
+            "repository": git_server.url("site.git"),
+            "revision": "main",
+            "syncPeriod": f"{SYNC_PERIOD}s",
+        }
+    }
+    name = backend_factory("site", spec)
+    scenario.wait_ready(kube, name)
+    wait_for_label(kube, name, "ready")
+    kube.apply(scenario.claim("data", name, "10Mi", "ReadOnlyMany"), namespace)
+    read_the_checkout_and_its_next_commit(kube, namespace, git_server, work, stowage_images)
 
     volume = scenario.bound_volume(kube, "data", namespace)
     directory = Path(volume["spec"]["local"]["path"])
@@ -207,3 +215,54 @@ def test_credentials_from_a_secret_reach_git_and_nowhere_else(
     leaked = [place for place, text in places.items() if password in text]
     assert not leaked, f"the password is in {', '.join(leaked)}"
     release_claim(kube, namespace)
+
+
+def test_through_csi_a_private_checkout_is_fetched_for_the_first_pod_kept_in_sync_and_removed(
+    kube: Kube,
+    namespace: str,
+    git_server: GitServer,
+    password: str,
+    backend_factory: Callable[..., str],
+    stowage_images: Images,
+) -> None:
+    """Through stowage's CSI driver there is no helper: the node plugin of the pod's node
+    fetches the checkout with the Secret's credentials when the pod starts, binds it read-only,
+    brings it up to date every syncPeriod, and removes it with the claim."""
+    work = git_server.create("private.git")
+    git_server.commit(work, "index.html", "one\n")
+    url = git_server.url("private.git")
+    kube.apply(credentials_secret("git-credentials", password), namespace)
+    spec = {
+        "gitRepo": {
+            "repository": url,
+            "revision": "main",
+            "syncPeriod": f"{SYNC_PERIOD}s",
+            "credentialsSecretRef": {"name": "git-credentials", "namespace": namespace},
+        },
+        "provisioning": {"csi": True},
+    }
+    name = backend_factory("csisite", spec)
+    scenario.wait_ready(kube, name)
+    assert not helper_pods(kube, name)
+    kube.apply(scenario.claim("data", name, "10Mi", "ReadOnlyMany"), namespace)
+    read_the_checkout_and_its_next_commit(kube, namespace, git_server, work, stowage_images)
+
+    volume = scenario.bound_volume(kube, "data", namespace)
+    assert volume["spec"]["csi"]["driver"] == "csi.stowage.io"
+    attributes = volume["spec"]["csi"]["volumeAttributes"]
+    directory, checkout = Path(attributes["path"]), Path(attributes["checkoutPath"])
+    assert mount_source(str(directory)) is not None  # the read-only bind of the checkout
+    config = (checkout / ".git" / "config").read_text()
+    assert url in config and password not in config
+    places = {
+        "the volume": kube.text("get", "pv", volume["metadata"]["name"], "--output", "json"),
+        "the Events": kube.text("get", "events", "--all-namespaces", "--output", "json"),
+        "the node plugin's log": kube.text(
+            "logs", "daemonset/stowage-csi-node", "--namespace", HELPERS_NAMESPACE
+        ),
+    }
+    leaked = [place for place, text in places.items() if password in text]
+    assert not leaked, f"the password is in {', '.join(leaked)}"
+    release_claim(kube, namespace)
+    assert mount_source(str(directory)) is None
+    assert not directory.exists() and not checkout.exists()

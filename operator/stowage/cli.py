@@ -116,6 +116,7 @@ def csi_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         endpoint=args.endpoint,
         kubelet_dir=args.kubelet_dir,
         host_root=args.host_root,
+        credentials_namespace=args.credentials_namespace,
     )
     return run_until_signalled(kube, settings)
 
@@ -221,6 +222,12 @@ def add_csi(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         type=Path,
         default=Path("/"),
         help="where the node's / is mounted (node plugin in a container) [default /]",
+    )
+    parser.add_argument(
+        "--credentials-namespace",
+        default=os.environ.get("POD_NAMESPACE", "stowage-system"),
+        help="where the operator keeps the node side's copies of backends' Secrets "
+        "[env POD_NAMESPACE, else stowage-system]",
     )
     parser.add_argument("--kubeconfig", type=Path, default=None, help="default: in-cluster")
     parser.set_defaults(command=csi_command, parser=parser)

@@ -29,6 +29,7 @@ from stowage.agent.mounting import is_mount_point, mount_table
 from stowage.csi import DRIVER_NAME
 from stowage.csi.proto import csi_pb2, csi_pb2_grpc
 from stowage.csi.volumes import CLAIM_NAME_PARAMETER, CLAIM_NAMESPACE_PARAMETER, TOPOLOGY_KEY
+from stowage.drivers.base import MOUNT_READY, mount_label
 from stowage.kube.resources import (
     BACKEND_VOLUMES,
     CSI_DRIVERS,
@@ -532,11 +533,11 @@ def test_a_csi_backend_names_the_driver_waits_for_it_and_for_its_volumes_on_dele
 def test_a_type_without_a_csi_path_that_asks_for_csi_is_not_ready(
     api: Api, operator: OperatorProcess, backends: Callable[[str, dict[str, Any]], str]
 ) -> None:
-    repository = {"repository": "https://127.0.0.1/none.git"}
-    name = backends("csi-git", {"gitRepo": repository, "provisioning": {"csi": True}})
+    lvm = {"volumeGroup": "vg0", "nodes": [settings().node_name]}
+    name = backends("csi-lvm", {"lvm": lvm, "provisioning": {"csi": True}})
     refused = api.wait_condition(name, status="False", reason="InvalidSpec")
     assert "provisioning.csi" in refused["message"]
-    assert "does not serve gitRepo volumes" in refused["message"]
+    assert "does not serve lvm volumes" in refused["message"]
 
 
 def test_an_in_memory_volume_is_a_tmpfs_of_its_size_that_outlasts_its_pods_until_released(
@@ -691,3 +692,74 @@ def test_an_nfs_volume_whose_server_refuses_is_unavailable_until_it_answers(
         wait_for(partial(deleted, controller, volume_id), what="DeleteVolume to succeed")
         assert api.kube.get(BACKEND_VOLUMES, volume_id) is None
     assert ganesha.list("/export/claims") == []
+
+
+@pytest.fixture
+def smb_backend(api: Api) -> Iterator[tuple[str, Path]]:
+    """A CSI cifs backend (its server, loopback, is never asked: no helper runs here) and its
+    mount point on this node, where its helper would mount the share; the mount point and the
+    node's mount label are removed after."""
+    name = unique("csi-smb")
+    spec = {
+        "cifs": {
+            "servers": ["127.0.0.1"],
+            "share": "data",
+            "secretRef": {"name": "smb-user", "namespace": "default"},
+        },
+        "provisioning": {"csi": True, "onDelete": "Delete", "directoryMode": "0750"},
+    }
+    api.kube.create(STORAGE_BACKENDS, storage_backend(name, spec))
+    mount_point = Path("/var/lib/stowage/mounts") / name
+    yield name, mount_point
+    api.kube.merge_patch(
+        NODES, settings().node_name, {"metadata": {"labels": {mount_label(name): None}}}
+    )
+    if is_mount_point(str(mount_point)):
+        subprocess.run(["umount", str(mount_point)], check=True)
+    if mount_point.exists():
+        mount_point.rmdir()
+    api.kube.delete(STORAGE_BACKENDS, name)
+
+
+def test_a_volume_in_a_backend_mount_is_used_and_released_only_where_the_mount_is(
+    api: Api, services: tuple[Any, Any], smb_backend: tuple[str, Path], tmp_path: Path
+) -> None:
+    """A cifs volume is a directory in the share its helpers mount on their nodes. Without
+    that mount the node plugin refuses the publish (a directory made in the empty mount point
+    would be the node's own) and DeleteVolume waits for a node that has it; a tmpfs stands in
+    for the share the helper would mount, and the node's label for the helper's report."""
+    controller, node = services
+    name, mount_point = smb_backend
+    volume = create(controller, unique("shared"), name, 1 << 20)
+    assert [dict(t.segments) for t in volume.accessible_topology] == [
+        {mount_label(name): MOUNT_READY}
+    ]
+    target = tmp_path / "pod" / "mount"
+    with pytest.raises(grpc.RpcError) as refused:
+        publish(node, volume, target)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"StorageBackend {name} on node {settings().node_name}" in str(refused.value.details())
+    assert "is not mounted" in str(refused.value.details())
+    assert not mount_point.exists() or not list(mount_point.iterdir())
+
+    mount_point.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "smb", str(mount_point)], check=True)
+    publish(node, volume, target)
+    (target / "hello.txt").write_text("in the share\n")
+    unpublish(node, volume, target)
+    relative = Path(volume.volume_context["path"]).relative_to(mount_point)
+    directory = mount_point / relative
+    assert (directory / "hello.txt").read_text() == "in the share\n"
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o750
+
+    with pytest.raises(grpc.RpcError) as waiting:
+        controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id))
+    assert waiting.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert f"no ready node has StorageBackend {name} mounted" in str(waiting.value.details())
+    assert directory.exists() and api.kube.get(BACKEND_VOLUMES, volume.volume_id) is not None
+
+    labels = {"metadata": {"labels": {mount_label(name): MOUNT_READY}}}
+    api.kube.merge_patch(NODES, settings().node_name, labels)
+    wait_for(lambda: deleted(controller, volume.volume_id), what="DeleteVolume to succeed")
+    assert not directory.exists()
+    assert api.kube.get(BACKEND_VOLUMES, volume.volume_id) is None

@@ -70,6 +70,8 @@ COMPONENT_PATHS = {
         PACKAGE_DIR / "csi" / "node.py",
         PACKAGE_DIR / "csi" / "node_data.py",
         PACKAGE_DIR / "csi" / "node_capacity.py",
+        PACKAGE_DIR / "csi" / "backend_mounts.py",
+        PACKAGE_DIR / "csi" / "checkouts.py",
     ),
     NAS_SERVER: (PACKAGE_DIR / "nas",),
 }

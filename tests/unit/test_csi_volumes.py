@@ -211,3 +211,16 @@ def test_a_tmpfs_volume_tells_the_node_plugin_its_size() -> None:
     volume = volumes.csi_volume(f"pvc-{UID}", volumes.record_spec(record))
     assert volume.volume_context["tmpfsBytes"] == str(8 << 20)
     assert volume.volume_context["path"] == "/var/lib/stowage/volumes/ram/apps-data-x"
+
+
+def test_a_checkout_volume_tells_the_node_plugin_where_its_checkout_is_kept() -> None:
+    root = "/var/lib/stowage/volumes/site"
+    plan = node_plan(f"{root}/apps-data-x", 1 << 20)
+    directory = volumes.NodeDirectory(root, checkout_path=f"{root}/.checkouts/apps-data-x")
+    record = volumes.backend_volume(
+        "v", "site", "gitRepo", directory, plan, single_writer_claim(), "0755",
+        volumes.DirectoryOwner(),
+    )  # fmt: skip
+    volume = volumes.csi_volume("v", volumes.record_spec(record))
+    assert volume.volume_context["checkoutPath"] == f"{root}/.checkouts/apps-data-x"
+    assert record["metadata"]["finalizers"] == [NODE_DATA_FINALIZER]  # its node removes it

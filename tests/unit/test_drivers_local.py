@@ -23,6 +23,8 @@ from stowage.drivers.base import (
     Unprovisionable,
 )
 from stowage.drivers.placement import rendezvous_order
+from stowage.objects.helper_daemonset import HelperSettings
+from stowage.reconcilers import driving
 
 pytestmark = pytest.mark.unit
 
@@ -365,6 +367,32 @@ def test_git_repo_checkout_is_read_only_many_on_one_node() -> None:
     assert volume["spec"]["mountOptions"] == ["ro"]  # the kubelet's bind mount is read-only
     with pytest.raises(Unprovisionable, match="request ReadOnlyMany"):
         built_volume(ref, claim(selected_node="n1"), ProvisionContext())
+
+
+def test_git_repo_through_csi_is_a_checkout_the_node_plugin_binds_with_a_copy_of_the_secret() -> (
+    None
+):
+    spec = {
+        "gitRepo": {**GIT["gitRepo"], "credentialsSecretRef": SECRET},
+        "provisioning": {"csi": True},
+    }
+    ref = backend("config", spec)
+    driver = driver_for(ref.spec.storage_type)
+    assert driver.served_by_csi(ref)
+    assert driver.node_role(ref) is NodeRole.NONE  # no helpers: the node plugin does it
+    root = "/var/lib/stowage/volumes/config"
+    assert driver.csi_directory_root(ref) == root
+    location = DataLocation(path=f"{root}/{DIRECTORY}", node="n1", read_only=True)
+    work = driver.node_volume(ref, ProvisionedVolume("v", 0, location))
+    assert work is not None and work.checkout is not None
+    assert work.checkout.path == f"{root}/.checkouts/{DIRECTORY}"
+    model = StorageBackend.model_validate({"spec": spec})
+    helpers = HelperSettings("stowage-helpers", "helper:dev", "Never", "helper-sa")
+    assert driving.helper("config", model, helpers) is None
+    copy = driving.helper_credentials("config", model, helpers, {"password": "cHc="})
+    assert copy is not None and copy["metadata"]["namespace"] == "stowage-helpers"
+    in_tree = StorageBackend.model_validate({"spec": {**spec, "provisioning": {}}})
+    assert driving.helper("config", in_tree, helpers) is not None  # its helper fetches
 
 
 def test_git_repo_credentials_depend_on_the_url() -> None:

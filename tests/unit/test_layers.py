@@ -26,6 +26,7 @@ NODE_SIDE = (
     "stowage.csi.node_data",
     "stowage.csi.node_capacity",
     "stowage.csi.backend_mounts",
+    "stowage.csi.checkouts",
 )
 # Serves either side, as its settings say (it loads each side's service when asked for it).
 BOTH_SIDES = "stowage.csi.plugin"

@@ -54,6 +54,13 @@ class BackendVolumeSpec(ApiModel):
         description="The directory is limited to this many bytes (the backend's directory "
         "quota) when the node plugin makes it.",
     )
+    checkout_path: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="The volume is a checkout of the backend's Git repository (gitRepo), kept "
+        "in this directory of its node and bound read-only onto `path`: the node plugin "
+        "fetches it at the first publish and brings it up to date every syncPeriod.",
+    )
     read_only: bool = Field(default=False, description="The backend serves it read-only.")
     tmpfs_bytes: int | None = Field(
         default=None,

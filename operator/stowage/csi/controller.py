@@ -141,7 +141,14 @@ class Controller(csi_pb2_grpc.ControllerServicer):
         provisioning = model.spec.provisioning
         owner = provisioning.directory_owner
         quota = plan.capacity_bytes if has_directory_quota(model) and plan.capacity_bytes else None
-        directory = volumes.NodeDirectory(root, tmpfs_bytes, driver.csi_backend_mount(ref), quota)
+        checkout = work.checkout if work is not None else None
+        directory = volumes.NodeDirectory(
+            root,
+            tmpfs_bytes,
+            driver.csi_backend_mount(ref),
+            quota,
+            checkout.path if checkout is not None else None,
+        )
         record = volumes.backend_volume(
             name,
             backend_name,
@@ -165,7 +172,7 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             if existing is None:
                 raise Failed(grpc.StatusCode.ABORTED, f"volume {name} was just deleted") from None
             return volumes.csi_volume(name, self._existing(name, existing, claim.requested_bytes))
-        where = plan.location.node or plan.location.server
+        where = plan.location.node or plan.location.server or "the mount of its backend's helpers"
         log.info("volume %s of backend %s on %s", name, backend_name, where)
         return volumes.csi_volume(name, volumes.record_spec(created))
 

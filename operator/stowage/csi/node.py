@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -28,10 +30,11 @@ import grpc
 from stowage.agent import mounting, node_volumes
 from stowage.agent.quota import QuotaError
 from stowage.csi import backend_mounts
+from stowage.csi.checkouts import CheckoutError, Checkouts
 from stowage.csi.proto import csi_pb2, csi_pb2_grpc
 from stowage.csi.server import require
 from stowage.csi.volumes import TOPOLOGY_KEY
-from stowage.drivers.base import STOWAGE_ROOT, GitCheckout, NewDirectory, NodeVolume
+from stowage.drivers.base import STOWAGE_ROOT, NewDirectory, NodeVolume
 from stowage.kube import Kube
 
 RPC = csi_pb2.NodeServiceCapability.RPC
@@ -57,10 +60,20 @@ def run_mount(arguments: Sequence[str]) -> None:
 
 
 def bind(source: str, target: str, *, read_only: bool) -> None:
-    run_mount(["--bind", source, target])
-    if read_only:
-        # A bind mount takes `ro` only on a remount of itself.
-        run_mount(["-o", "remount,bind,ro", target])
+    if not read_only:
+        run_mount(["--bind", source, target])
+        return
+    # A bind mount takes `ro` only on a remount of itself, and a remount stays in the mount
+    # namespace it is made in: the node's copy of a target below the plugin's Bidirectional
+    # kubelet directory, which the pod gets, would stay writable. A bind of a read-only mount
+    # is read-only from the start, and so is every copy that propagation makes of it.
+    with tempfile.TemporaryDirectory(prefix="stowage-read-only-") as staging:
+        run_mount(["--bind", source, staging])
+        try:
+            run_mount(["-o", "remount,bind,ro", staging])
+            run_mount(["--bind", staging, target])
+        finally:
+            unmount(staging)
 
 
 def unmount(target: str) -> None:
@@ -154,17 +167,17 @@ def node_volume(root: str, path: str, context: dict[str, str]) -> NodeVolume:
     return NodeVolume(root, path, tmpfs_bytes=int(tmpfs_bytes) if tmpfs_bytes else None)
 
 
-def no_checkout(checkout: GitCheckout) -> None:
-    raise ValueError(f"CSI volumes have no checkout yet ({checkout.path})")
-
-
 class Node(csi_pb2_grpc.NodeServicer):
     """`host_root`: where the node's root directory is mounted in the plugin's container (the
-    data's paths are the node's; the kubelet's target paths are mounted at their own path)."""
+    data's paths are the node's; the kubelet's target paths are mounted at their own path).
+    `checkouts`: this node's gitRepo checkouts."""
 
-    def __init__(self, kube: Kube, node_id: str, host_root: Path = Path("/")) -> None:
+    def __init__(
+        self, kube: Kube, node_id: str, checkouts: Checkouts, host_root: Path = Path("/")
+    ) -> None:
         self._kube = kube
         self._node_id = node_id
+        self._checkouts = checkouts
         self._host_root = host_root
 
     # Not offered (no capability names them): the generated servicer's UNIMPLEMENTED.
@@ -235,8 +248,7 @@ class Node(csi_pb2_grpc.NodeServicer):
                 )
             else:
                 root, path = on_host(self._host_root, root), on_host(self._host_root, path)
-                work = node_volume(root, path, volume)
-                node_volumes.make(work, new_directory(volume), no_checkout, MOUNT_TIMEOUT)
+                self._make_on_node(request.volume_id, root, path, volume)
                 elsewhere = published_elsewhere(
                     path, target, mounting.mount_table(), self._host_root
                 )
@@ -257,9 +269,27 @@ class Node(csi_pb2_grpc.NodeServicer):
             context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION, f"volume {request.volume_id}: {error}"
             )
-        except (OSError, ValueError, MountError, QuotaError, node_volumes.NodeVolumeError) as error:
+        except (
+            OSError,
+            ValueError,
+            MountError,
+            QuotaError,
+            CheckoutError,
+            node_volumes.NodeVolumeError,
+        ) as error:
             context.abort(grpc.StatusCode.INTERNAL, f"volume {request.volume_id}: {error}")
         return csi_pb2.NodePublishVolumeResponse()
+
+    def _make_on_node(self, name: str, root: str, path: str, volume: dict[str, str]) -> None:
+        """Makes what is missing of a node-local volume: its directory, its tmpfs, or its
+        checkout (fetched now the first time) bound onto it."""
+        backend = volume.get("backend", "")
+        if volume.get("checkoutPath"):
+            work = self._checkouts.node_volume(backend, name, path)
+        else:
+            work = node_volume(root, path, volume)
+        sync = partial(self._checkouts.sync, backend)
+        node_volumes.make(work, new_directory(volume), sync, MOUNT_TIMEOUT)
 
     def _make_in_backend_mount(self, mount_point: str, path: str, volume: dict[str, str]) -> None:
         backend = volume.get("backend", "")

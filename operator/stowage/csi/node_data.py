@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from stowage.agent import node_volumes
-from stowage.agent.claim_data import archive_directory_below
+from stowage.agent.claim_data import archive_directory_below, remove_directory_below
 from stowage.api.volume import NODE_DATA_FINALIZER
 from stowage.backoff import doubling_pause
 from stowage.csi.backend_mounts import NotMounted, require_mounted
@@ -76,6 +76,8 @@ class NodeData:
         done = plan.carry_out(
             partial(node_volumes.remove, work), partial(archive_directory_below, root, path)
         )
+        if spec.checkout_path is not None:  # a checkout is never kept (gitRepo is ephemeral)
+            done = remove_directory_below(root, spec.checkout_path) or done
         outcome = "done" if done else "nothing there"
         log.info("volume %s released (%s: %s)", name, plan.action.value, outcome)
         self._kube.merge_patch(BACKEND_VOLUMES, name, releasing_done(record))

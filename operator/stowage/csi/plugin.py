@@ -29,6 +29,8 @@ class PluginSettings:
     endpoint: Path | None = None  # default: the kubelet's plugin directory of the driver
     kubelet_dir: Path | None = None  # register with this node's kubelet
     host_root: Path = Path("/")  # where the node's / is mounted in the node plugin
+    # where the operator keeps the node side's copies of backends' Secrets (the node plugin's)
+    credentials_namespace: str = "stowage-system"
 
     @property
     def socket(self) -> Path:
@@ -48,13 +50,15 @@ def run_plugin(kube: Kube, settings: PluginSettings, stop: threading.Event) -> N
 
         services.append(Controller(kube).add_to)
     if settings.node is not None:
+        from stowage.csi.checkouts import Checkouts
         from stowage.csi.node import Node
         from stowage.csi.node_capacity import NodeCapacity
         from stowage.csi.node_data import NodeData
 
-        services.append(Node(kube, settings.node, settings.host_root).add_to)
-        for work in (NodeData, NodeCapacity):
-            task = work(kube, settings.node, settings.host_root)
+        checkouts = Checkouts(kube, settings.node, settings.credentials_namespace)
+        services.append(Node(kube, settings.node, checkouts, settings.host_root).add_to)
+        tasks = [work(kube, settings.node, settings.host_root) for work in (NodeData, NodeCapacity)]
+        for task in (*tasks, checkouts):
             workers.append(threading.Thread(target=task.run, args=(stop,), daemon=True))
     with contextlib.ExitStack() as stack:
         # The controller serves the provisioner's many workers: each call waits on the API.

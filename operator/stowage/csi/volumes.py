@@ -162,13 +162,15 @@ class DirectoryOwner:
 class NodeDirectory:
     """Below which directory of its backend a volume's directory is made; with a tmpfs of
     `tmpfs_bytes` mounted on it (emptyDir medium Memory); in `backend_mount` (the backend as
-    its helpers mount it on the nodes), limited to `quota_bytes` where the backend has quotas.
+    its helpers mount it on the nodes), limited to `quota_bytes` where the backend has quotas;
+    a checkout kept in `checkout_path` and bound onto it (gitRepo).
     """
 
     root: str
     tmpfs_bytes: int | None = None
     backend_mount: str | None = None
     quota_bytes: int | None = None
+    checkout_path: str | None = None
 
 
 def backend_volume(
@@ -197,6 +199,7 @@ def backend_volume(
         tmpfs_bytes=directory.tmpfs_bytes,
         backend_mount=directory.backend_mount,
         quota_bytes=directory.quota_bytes,
+        checkout_path=directory.checkout_path,
         directory_mode=mode,
         directory_uid=owner.uid,
         directory_gid=owner.gid,
@@ -261,6 +264,8 @@ def volume_context(spec: BackendVolumeSpec) -> dict[str, str]:
         context["backendMount"] = spec.backend_mount
     if spec.quota_bytes is not None:
         context["quotaBytes"] = str(spec.quota_bytes)
+    if spec.checkout_path is not None:
+        context["checkoutPath"] = spec.checkout_path
     return context
 
 

@@ -107,8 +107,8 @@ class BaseDriver(Generic[SpecT]):
                 Problem(
                     "provisioning.csi",
                     f"stowage's CSI driver does not serve {self.storage_type} volumes of this "
-                    "spec yet (hostPath without enforceQuota, emptyDir, nfs, glusterfs, cephfs "
-                    "and cifs so far); set it to false",
+                    "spec yet (hostPath without enforceQuota, emptyDir, gitRepo, nfs, glusterfs, "
+                    "cephfs and cifs so far); set it to false",
                 )
             )
         if backend.spec.storage_class.allow_volume_expansion and not self.expandable:

@@ -90,6 +90,9 @@ class GitRepoDriver(NodePinnedDriver[GitRepoSpec]):
     ) -> DataLocation:
         return DataLocation(path=claim_volume_path(backend, directory), node=node, read_only=True)
 
+    def csi_directory_root(self, backend: BackendRef) -> str | None:
+        return claim_volumes_root(backend)  # the node plugin binds each checkout there
+
     def node_volume(self, backend: BackendRef, volume: ProvisionedVolume) -> NodeVolume | None:
         path = volume.location.path
         if path is None:

@@ -215,8 +215,13 @@ class BackendReconciler:
         self, body: Mapping[str, Any], model: StorageBackend, nodes: list[Json]
     ) -> str | None:
         """Applies the backend's mount-helper DaemonSet, and the ConfigMap of each node's
-        server order, when they are missing or drifted."""
+        server order, when they are missing or drifted; and the node side's copy of the
+        backend's credentials."""
         name = body["metadata"]["name"]
+        try:
+            await self._sync_helper_credentials(body, model)
+        except ApiError as error:
+            return f"the node side's copy of the credentials: {error}"
         desired_helper = driving.helper(name, model, self._helpers())
         if desired_helper is None:
             return None
@@ -226,7 +231,6 @@ class BackendReconciler:
         try:
             if order is not None:
                 await apply_drifted(self._runtime, CONFIG_MAPS, owned_manifest(order, body))
-            await self._sync_helper_credentials(body, model)
             await apply_drifted(self._runtime, DAEMON_SETS, daemonset)
         except ApiError as error:
             return f"helper of {metadata['namespace']}/{metadata['name']}: {error}"
@@ -235,11 +239,14 @@ class BackendReconciler:
     async def _sync_helper_credentials(
         self, body: Mapping[str, Any], model: StorageBackend
     ) -> None:
-        """Copies the keys the helpers need from the backend's Secret into theirs (in the
-        helper namespace, which pods can mount); the copy follows changes of the original.
+        """Copies the keys the node side needs from the backend's Secret into its own (in the
+        helper namespace, which the helpers' pods mount and the CSI node plugin reads); the
+        copy follows changes of the original.
         A missing original is reported by the Ready condition; the helpers then say why
         they cannot mount."""
         name = body["metadata"]["name"]
+        if not driving.node_side_needs_credentials(name, model):
+            return
         data: dict[str, str] = {}
         for need in driving.secret_requirements(name, model):
             keys = (*need.keys, *need.optional_keys)

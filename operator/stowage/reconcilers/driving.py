@@ -71,6 +71,7 @@ __all__ = [
     "is_prepared",
     "lun_to_wipe",
     "mount_order",
+    "node_side_needs_credentials",
     "node_volume",
     "prepared_on_node",
     "release_volume",
@@ -245,12 +246,21 @@ def helper(name: str, model: StorageBackend, settings: HelperSettings) -> Json |
     )
 
 
+def node_side_needs_credentials(name: str, model: StorageBackend) -> bool:
+    """The backend's helpers, or the CSI node plugin (which fetches gitRepo checkouts), use
+    keys of its Secret."""
+    if not secret_requirements(name, model):
+        return False
+    served_by_csi = driver_for(model.spec.storage_type).served_by_csi(backend_ref(name, model))
+    return has_helpers(model) or served_by_csi
+
+
 def helper_credentials(
     name: str, model: StorageBackend, settings: HelperSettings, data: dict[str, str]
 ) -> Json | None:
-    """The helpers' copy of the backend's credentials (`data`: the keys of its Secret that the
-    type needs, base64 as read); None for types whose helpers need none."""
-    if not has_helpers(model) or not secret_requirements(name, model):
+    """The node side's copy of the backend's credentials (`data`: the keys of its Secret that
+    the type needs, base64 as read); None for backends whose node side needs none."""
+    if not node_side_needs_credentials(name, model):
         return None
     return helper_credentials_secret(backend_ref(name, model), settings, data)
 
