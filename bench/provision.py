@@ -1,19 +1,22 @@
 """Provisioning benchmark: N claims at once against one backend, PVC -> Bound latency.
 
-Runs against the cluster of --kubeconfig with the network guard on (`scripts/install.sh` first):
-applies the CRDs, starts `stowage run` (unless --operator-running), starts NFS-Ganesha on a
-test host, makes an NFS backend of it (Immediate binding: every claim is provisioned at
-once, nothing waits for a scheduler), creates the claims from a thread pool, and waits until all
-are Bound. Prints latency percentiles and the API server's write requests per claim (from its
-/metrics `apiserver_request_total`, before and after), split by resource, and the operator's own
-requests (`stowage_api_requests_total`). A benchmark, not a test: it asserts nothing.
+Runs against the cluster of --kubeconfig with the network guard on (`scripts/install.sh` first),
+with stowage installed by its chart. It measures, in one run, the floor set by the API server
+and the PV controller (claims bound to PVs made beforehand, no provisioner), then the
+stowage.io/provisioner and the CSI driver (csi-provisioner plus stowage's Controller service)
+on the same type, Immediate binding (every claim is provisioned at once, nothing waits for a
+scheduler): hostPath, or nfs on an NFS-Ganesha test host. It creates the claims from a thread
+pool and waits until all are Bound. Prints latency percentiles, the API server's write
+requests per claim (from its /metrics `apiserver_request_total`, before and after) split by
+resource, and for the CSI driver the CreateVolume times as csi-provisioner measured them
+(`csi_sidecar_operations_seconds`): the driver's share of the latency. A benchmark, not a
+test: it asserts nothing.
 
-    .venv/bin/python bench/provision.py --kubeconfig "$KUBECONFIG" [--claims 200]
+    .venv/bin/python bench/provision.py --kubeconfig "$KUBECONFIG" [--backend nfs|hostpath]
 
-With --backend hostpath it measures, in one run on the chart-installed stowage, the floor set by
-the API server and the PV controller (claims bound to PVs made beforehand, no provisioner), the
-stowage.io/provisioner and the CSI driver (csi-provisioner plus stowage's Controller service),
-all hostPath with Immediate binding.
+With --backend nfs-local it measures the stowage.io/provisioner alone with `stowage run`
+started here (unless --operator-running), and counts the operator's own requests
+(`stowage_api_requests_total`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from stowage.kube.resources import (  # noqa: E402
     NAMESPACES,
     PERSISTENT_VOLUME_CLAIMS,
     PERSISTENT_VOLUMES,
+    PODS,
     STORAGE_BACKENDS,
     STORAGE_CLASSES,
 )
@@ -57,6 +61,9 @@ from stowage_e2e.servers import SERVERS_DIR, NfsGanesha  # noqa: E402
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
 SAMPLE = re.compile(r"^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
 LABEL = re.compile(r'(\w+)="([^"]*)"')
+CHART_NAMESPACE = "stowage-system"
+PROVISIONER_METRICS_PORT = 8090  # the chart's csi.provisioner.metricsPort
+SIDECAR_BUCKETS = "csi_sidecar_operations_seconds_bucket"
 
 
 def parse_samples(text: str, metric: str) -> list[tuple[dict[str, str], float]]:
@@ -225,13 +232,59 @@ def prebound_volume(name: str, namespace: str, storage_class: str, path: str) ->
     }
 
 
-def run_host_path(args: argparse.Namespace, api: Api, kube: Kube) -> None:
-    """The floor and both provisioners of hostPath, in one run against the chart's stowage:
-    claims bound to PVs made beforehand with no provisioner, the stowage.io/provisioner, and
-    the CSI driver (csi-provisioner and stowage's Controller service)."""
+def sidecar_create_seconds(api: Api) -> list[tuple[float, float]]:
+    """The csi-provisioner's histogram of its CreateVolume calls (upper bound, cumulative
+    count), from its /metrics through the API server's proxy to the operator's pod."""
+    (pod,) = api.kube.list(
+        PODS, namespace=CHART_NAMESPACE, label_selector="app.kubernetes.io/component=operator"
+    )
+    path = (
+        f"/api/v1/namespaces/{CHART_NAMESPACE}/pods/{pod['metadata']['name']}:"
+        f"{PROVISIONER_METRICS_PORT}/proxy/metrics"
+    )
+    buckets = []
+    for labels, value in parse_samples(api.kubectl("get", "--raw", path), SIDECAR_BUCKETS):
+        if labels.get("method_name", "").endswith("/CreateVolume"):
+            bound = float("inf") if labels["le"] == "+Inf" else float(labels["le"])
+            buckets.append((bound, value))
+    return sorted(buckets)
+
+
+def histogram_quantile(buckets: list[tuple[float, float]], fraction: float) -> float:
+    """The bucket bound below which `fraction` of the observations are (Prometheus' way,
+    without interpolation: an upper bound)."""
+    total = buckets[-1][1]
+    for bound, count in buckets:
+        if count >= fraction * total:
+            return bound
+    return float("inf")
+
+
+def report_driver_share(
+    before: list[tuple[float, float]], after: list[tuple[float, float]]
+) -> None:
+    counts = dict(before)
+    calls = [(bound, count - counts.get(bound, 0.0)) for bound, count in after]
+    if not calls or calls[-1][1] == 0:
+        return
+    quantiles = ", ".join(
+        f"p{int(q * 100)} <= {histogram_quantile(calls, q):g}" for q in (0.5, 0.99)
+    )
+    print(
+        f"the driver's share: {calls[-1][1]:.0f} CreateVolume calls as csi-provisioner timed "
+        f"them (s): {quantiles}; the rest of each claim's latency is the sidecar's queue, "
+        "its API writes and the PV controller's binding"
+    )
+
+
+def run_against_floor(
+    args: argparse.Namespace, api: Api, kube: Kube, backends: dict[str, dict[str, object]]
+) -> None:
+    """The floor set by the API server and the PV controller (claims bound to hostPath PVs
+    made beforehand, no provisioner), then each of `backends` (label -> StorageBackend spec,
+    Immediate binding), in one run against the chart's stowage."""
     suffix = uuid.uuid4().hex[:6]
     root = Path(tempfile.mkdtemp(prefix="stowage-bench-", dir="/var/tmp"))
-    node = settings().node_name
     floor_class = f"bench-floor-{suffix}"
     kube.create(
         STORAGE_CLASSES,
@@ -242,21 +295,13 @@ def run_host_path(args: argparse.Namespace, api: Api, kube: Kube) -> None:
             "provisioner": "kubernetes.io/no-provisioner",
         },
     )
-    backends = {
-        "hostPath (stowage.io/provisioner)": f"bench-intree-{suffix}",
-        "hostPath (CSI: csi-provisioner + stowage)": f"bench-csi-{suffix}",
-    }
+    names = {label: f"bench-{index}-{suffix}" for index, label in enumerate(backends)}
     namespaces: list[str] = []
     try:
-        for label, backend in backends.items():
-            spec: dict[str, object] = {
-                "hostPath": {"path": str(root / backend), "nodes": [node]},
-                "storageClass": {"volumeBindingMode": "Immediate"},
-            }
-            if "CSI" in label:
-                spec["provisioning"] = {"csi": True}
-            api.apply(storage_backend(backend, spec))
-            api.wait_condition(backend, status="True", reason="Available")
+        for label, spec in backends.items():
+            immediate = {**spec, "storageClass": {"volumeBindingMode": "Immediate"}}
+            api.apply(storage_backend(names[label], immediate))
+            api.wait_condition(names[label], status="True", reason="Available")
 
         floor = namespace_for(kube, "bench-floor")
         namespaces.append(floor)
@@ -270,23 +315,32 @@ def run_host_path(args: argparse.Namespace, api: Api, kube: Kube) -> None:
             api, kube, floor, args.claims, args.clients, create_prebound, args.timeout
         )
         report("floor: pre-bound hostPath PVs, no provisioner", args.claims, measured)
-        for label, backend in backends.items():
+        for label, spec in backends.items():
+            backend = names[label]
             namespace = namespace_for(kube, backend)
             namespaces.append(namespace)
+            mode = "ReadWriteMany" if "nfs" in spec else "ReadWriteOnce"
 
-            def create(name: str, namespace: str = namespace, backend: str = backend) -> None:
-                kube.create(PERSISTENT_VOLUME_CLAIMS, claim(name, namespace, backend))
+            def create(
+                name: str, namespace: str = namespace, backend: str = backend, mode: str = mode
+            ) -> None:
+                kube.create(PERSISTENT_VOLUME_CLAIMS, claim(name, namespace, backend, mode))
 
+            provisioning = spec.get("provisioning")
+            through_csi = isinstance(provisioning, dict) and bool(provisioning.get("csi"))
+            before = sidecar_create_seconds(api) if through_csi else []
             measured = measure(
                 api, kube, namespace, args.claims, args.clients, create, args.timeout
             )
             report(label, args.claims, measured)
+            if through_csi:
+                report_driver_share(before, sidecar_create_seconds(api))
     finally:
         for namespace in namespaces:
             kube.delete(NAMESPACES, namespace)
-        for backend in backends.values():
+        for backend in names.values():
             kube.delete(STORAGE_BACKENDS, backend)
-        for backend in backends.values():
+        for backend in names.values():
             wait_for(lambda b=backend: api.gone(STORAGE_BACKENDS, b), timeout=300, what="deleted")
         kube.delete(STORAGE_CLASSES, floor_class)
         for volume in kube.list(PERSISTENT_VOLUMES):
@@ -295,20 +349,52 @@ def run_host_path(args: argparse.Namespace, api: Api, kube: Kube) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def host_path_backends(root: Path) -> dict[str, dict[str, object]]:
+    spec = {"hostPath": {"path": str(root), "nodes": [settings().node_name]}}
+    return {
+        "hostPath (stowage.io/provisioner)": spec,
+        "hostPath (CSI: csi-provisioner + stowage)": {**spec, "provisioning": {"csi": True}},
+    }
+
+
+def nfs_backends(server: str) -> dict[str, dict[str, object]]:
+    spec = {"nfs": {"servers": [server], "path": "/bench"}}
+    return {
+        "nfs (stowage.io/provisioner)": {**spec, "provisioning": {"basePath": "/in-tree"}},
+        "nfs (CSI: csi-provisioner + stowage)": {
+            **spec,
+            "provisioning": {"basePath": "/csi", "csi": True},
+        },
+    }
+
+
 def run(args: argparse.Namespace) -> None:
     kube = Kube(Connection.load(args.kubeconfig, pool_size=args.clients), timeout=60)
     api = Api(args.kubeconfig, kube)
-    if args.backend == "hostpath":
-        # The CSI variant needs the chart's operator, csi-provisioner and node plugin.
-        install(Helm(args.kubeconfig), build_stowage_images(ClusterImageBuilder()))
-        run_host_path(args, api, kube)
+    if args.backend == "nfs-local":
+        crds = subprocess.run(
+            [sys.executable, "-m", "stowage", "crds"], capture_output=True, text=True, check=True
+        ).stdout
+        api.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=crds)
+        api.kubectl("wait", "--for=condition=Established", "crd/storagebackends.stowage.io")
+        run_nfs(args, api, kube)
         return
-    crds = subprocess.run(
-        [sys.executable, "-m", "stowage", "crds"], capture_output=True, text=True, check=True
-    ).stdout
-    api.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=crds)
-    api.kubectl("wait", "--for=condition=Established", "crd/storagebackends.stowage.io")
-    run_nfs(args, api, kube)
+    # The CSI variants need the chart's operator, csi-provisioner and node plugin.
+    install(Helm(args.kubeconfig), build_stowage_images(ClusterImageBuilder()))
+    if args.backend == "hostpath":
+        root = Path(tempfile.mkdtemp(prefix="stowage-bench-hostpath-", dir="/var/tmp"))
+        try:
+            run_against_floor(args, api, kube, host_path_backends(root))
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        return
+    host = hosts.create_host()
+    ganesha = NfsGanesha.start(host, exports={str(SERVERS_DIR / host.name / "export"): "/bench"})
+    try:
+        run_against_floor(args, api, kube, nfs_backends(host.ip))
+    finally:
+        ganesha.stop()
+        hosts.remove_host(host)
 
 
 def report(label: str, claims: int, measured: Measured) -> None:
@@ -342,11 +428,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument(
         "--backend",
-        choices=("nfs", "hostpath"),
+        choices=("nfs", "hostpath", "nfs-local"),
         default="nfs",
-        help="nfs: an NFS-Ganesha backend, `stowage run` started here; hostpath: the floor "
-        "(pre-bound PVs), the stowage.io/provisioner and the CSI driver in one run, with "
-        "stowage installed by its chart",
+        help="nfs, hostpath: the floor (pre-bound PVs), the stowage.io/provisioner and the CSI "
+        "driver in one run, with stowage installed by its chart (nfs: on an NFS-Ganesha test "
+        "host); nfs-local: the stowage.io/provisioner alone, `stowage run` started here, with "
+        "its own API requests counted",
     )
     parser.add_argument(
         "--operator-running",
