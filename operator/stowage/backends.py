@@ -27,7 +27,8 @@ from stowage.drivers.base import (
     RemoteExport,
     Unprovisionable,
 )
-from stowage.kube import Json
+from stowage.kube import Json, Kube
+from stowage.kube.resources import STORAGE_BACKENDS
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -45,6 +46,15 @@ def parse_backend(body: Mapping[str, Any]) -> StorageBackend | str:
         return StorageBackend.model_validate({"spec": body.get("spec") or {}})
     except ValidationError as error:
         return describe_validation_error(error)
+
+
+def read_backend(kube: Kube, name: str) -> StorageBackend | str:
+    """The StorageBackend `name` as the API server has it now, or why there is none to go by
+    (it is gone, or its spec is not acceptable)."""
+    body = kube.get(STORAGE_BACKENDS, name)
+    if body is None:
+        return f"StorageBackend {name} is gone"
+    return parse_backend(body)
 
 
 def backend_ref(name: str, model: StorageBackend) -> BackendRef:

@@ -18,7 +18,6 @@ from stowage.agent.claim_data import make_directory_below
 from stowage.agent.quota import DirectoryQuotas, limit_in_force
 from stowage.drivers.base import HostMount, NewDirectory, mount_label
 from stowage.kube import Kube
-from stowage.kube.resources import STORAGE_BACKENDS
 
 
 class NotMounted(Exception):  # noqa: N818 - reads as a state: "raise NotMounted(why)"
@@ -60,8 +59,7 @@ def make_directory(
 
 def _host_mount(kube: Kube, name: str, node: str) -> HostMount:
     """The backend's mount on this node as its helper makes it (where the quotas are set)."""
-    body = kube.get(STORAGE_BACKENDS, name)
-    model = backends.parse_backend(body) if body is not None else f"StorageBackend {name} is gone"
+    model = backends.read_backend(kube, name)
     if isinstance(model, str):
         raise NotMounted(model)
     mount = backends.host_mount(name, model, node)

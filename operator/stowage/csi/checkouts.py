@@ -23,7 +23,7 @@ from stowage.csi.volumes import NODE_LABEL, node_label, record_spec
 from stowage.drivers import driver_for
 from stowage.drivers.base import DataLocation, GitCheckout, NodeVolume, ProvisionedVolume
 from stowage.kube import ApiError, Kube
-from stowage.kube.resources import BACKEND_VOLUMES, SECRETS, STORAGE_BACKENDS
+from stowage.kube.resources import BACKEND_VOLUMES, SECRETS
 from stowage.objects.helper_daemonset import helper_name
 
 log = logging.getLogger(__name__)
@@ -50,10 +50,9 @@ class Checkouts:
     def node_volume(self, backend: str, name: str, path: str) -> NodeVolume:
         """The volume's node work (its directory, and the checkout bound onto it) as the
         backend says now."""
-        body = self._kube.get(STORAGE_BACKENDS, backend)
-        model = backends.parse_backend(body) if body is not None else None
-        if model is None or isinstance(model, str):
-            raise CheckoutError(model or f"StorageBackend {backend} is gone")
+        model = backends.read_backend(self._kube, backend)
+        if isinstance(model, str):
+            raise CheckoutError(model)
         location = DataLocation(path=path, node=self._node, read_only=True)
         driver = driver_for(model.spec.storage_type)
         ref = backends.backend_ref(backend, model)
@@ -98,11 +97,10 @@ class Checkouts:
         records = self._kube.list(
             BACKEND_VOLUMES, label_selector=f"{NODE_LABEL}={node_label(self._node)}"
         )
-        live = {record_spec(record).checkout_path for record in records}
-        for path in set(self._due) - live:
+        specs = [(record, record_spec(record)) for record in records]
+        for path in set(self._due) - {spec.checkout_path for _, spec in specs}:
             del self._due[path]  # its volume was released
-        for record in records:
-            spec = record_spec(record)
+        for record, spec in specs:
             if spec.checkout_path is None or record["metadata"].get("deletionTimestamp"):
                 continue
             if not self.is_due(spec.checkout_path):

@@ -23,7 +23,7 @@ from google.protobuf import wrappers_pb2
 
 from stowage.api.backend import OnDelete, StorageBackend
 from stowage.api.volume import BackendVolumeSpec
-from stowage.backends import backend_ref, has_directory_quota, parse_backend
+from stowage.backends import backend_ref, has_directory_quota, parse_backend, read_backend
 from stowage.csi import remote_data, volumes
 from stowage.csi.proto import csi_pb2, csi_pb2_grpc
 from stowage.csi.releasing import release_plan
@@ -396,9 +396,8 @@ def unsupported(
 ) -> str | None:
     """Why the volume cannot be used with `capabilities`, as its backend's driver judges the
     same access modes and volume mode in a claim; None when it can."""
-    body = kube.get(STORAGE_BACKENDS, spec.backend)
-    model = parse_backend(body) if body is not None else None
-    if model is None or isinstance(model, str):
+    model = read_backend(kube, spec.backend)
+    if isinstance(model, str):
         return f"StorageBackend {spec.backend} is gone or invalid"
     try:
         claim = ClaimRequest(

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from stowage.api.backend import OnDelete
 from stowage.api.volume import BackendVolumeSpec
-from stowage.backends import backend_ref, parse_backend
+from stowage.backends import backend_ref, read_backend
 from stowage.drivers import driver_for
 from stowage.drivers.base import DataLocation, ProvisionedVolume, ReleasePlan
 from stowage.kube import Kube
-from stowage.kube.resources import STORAGE_BACKENDS
 
 
 def release_plan(kube: Kube, name: str, spec: BackendVolumeSpec) -> ReleasePlan:
@@ -17,9 +16,8 @@ def release_plan(kube: Kube, name: str, spec: BackendVolumeSpec) -> ReleasePlan:
     volume is released, or Delete for an ephemeral type); Retain when the backend is gone or
     invalid, since nothing then says what to do with the data."""
     location = DataLocation(path=spec.path, server=spec.server, node=spec.node)
-    body = kube.get(STORAGE_BACKENDS, spec.backend)
-    model = parse_backend(body) if body is not None else None
-    if model is None or isinstance(model, str):
+    model = read_backend(kube, spec.backend)
+    if isinstance(model, str):
         return ReleasePlan(action=OnDelete.RETAIN, location=location)
     volume = ProvisionedVolume(name=name, capacity_bytes=spec.capacity_bytes, location=location)
     return driver_for(model.spec.storage_type).release(backend_ref(spec.backend, model), volume)
