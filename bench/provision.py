@@ -350,10 +350,17 @@ def run_against_floor(
 
 
 def host_path_backends(root: Path) -> dict[str, dict[str, object]]:
-    spec = {"hostPath": {"path": str(root), "nodes": [settings().node_name]}}
+    """Each backend in a directory of its own below `root`."""
+
+    def spec(directory: str) -> dict[str, object]:
+        return {"hostPath": {"path": str(root / directory), "nodes": [settings().node_name]}}
+
     return {
-        "hostPath (stowage.io/provisioner)": spec,
-        "hostPath (CSI: csi-provisioner + stowage)": {**spec, "provisioning": {"csi": True}},
+        "hostPath (stowage.io/provisioner)": spec("in-tree"),
+        "hostPath (CSI: csi-provisioner + stowage)": {
+            **spec("csi"),
+            "provisioning": {"csi": True},
+        },
     }
 
 
